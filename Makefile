@@ -1,0 +1,68 @@
+# MDMA-assisted therapy for PTSD: psychoeducation assistant.
+# `make run` and `make test` do all set-up on a fresh machine.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+RASA   := $(VENV)/bin/rasa
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export PYTHONWARNINGS := ignore::DeprecationWarning
+
+# Rasa 3.6 supports Python 3.8-3.10 only; find a 3.10 interpreter.
+PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
+
+# A model is trained again only when one of these changed.
+MODEL_INPUTS := config.yml domain.yml $(wildcard data/*.yml) $(wildcard bot/nlu/*.py) bot/nlp.py
+
+.PHONY: help install train run shell test lint validate pytest stories evaluate clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## Create .venv with the pinned dependencies
+
+$(VENV)/.installed: requirements.lock
+	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (Rasa 3.6 supports 3.8-3.10). Install it or set PYTHON310=/path/to/python3.10." >&2; exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON310) and installing pinned dependencies (about 3 GB, a few minutes)..."
+	$(PYTHON310) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check "pip==26.3"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
+	touch $@
+
+train: models/.trained ## Train a model unless one exists for the current data and config
+
+models/.trained: $(VENV)/.installed $(MODEL_INPUTS)
+	$(PY) -m bot train
+	@mkdir -p models && touch $@
+
+run: install train ## Start the action server (5055) and Rasa server (5005); Ctrl-C stops all
+	$(PY) -m bot run
+
+shell: install train ## Chat with the assistant in the terminal
+	$(PY) -m bot shell
+
+lint: install ## Static checks
+	$(VENV)/bin/ruff check bot actions tests bench
+	$(VENV)/bin/mypy bot actions
+
+validate: install ## Check the training data and domain
+	$(RASA) data validate --quiet
+
+pytest: install train ## Unit, component, action and end-to-end tests
+	$(VENV)/bin/pytest
+
+stories: install train ## Conversation tests (fail on any prediction error)
+	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
+
+evaluate: install train ## Held-out checks: FAQ accuracy
+	$(PY) -m bot evaluate tests/heldout/faq_cases.yml --min-faq-accuracy 0.90 --json results/faq_eval.json --no-progress
+
+test: install train lint validate pytest stories evaluate ## Everything CI runs
+	@echo "All checks passed."
+
+clean: ## Remove models and results (keeps .venv)
+	rm -rf models results .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Rasa custom actions: thin classes that call into the `bot` package."""

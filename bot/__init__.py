@@ -1,0 +1,1 @@
+"""Psychoeducation assistant for MDMA-assisted therapy for PTSD."""

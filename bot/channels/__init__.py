@@ -1,0 +1,1 @@
+"""Input channels that harden Rasa's own against bad input."""

@@ -1,0 +1,128 @@
+"""Command line: `python -m bot <command>` (run, shell, evaluate, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from bot.settings import Settings
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.evaluation.cases import CaseFileError, load_cases
+    from bot.evaluation.report import as_json, format_summary, summarise
+    from bot.evaluation.runner import evaluate, latest_model
+
+    try:
+        cases = load_cases(Path(args.cases))
+    except CaseFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        model = Path(args.model) if args.model else latest_model(settings.model_dir)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"Evaluating {len(cases)} cases from {args.cases} with {model.name}", file=sys.stderr)
+    results = evaluate(
+        model, cases, settings.endpoints_file, progress=not args.no_progress
+    )
+    summary = summarise(results)
+    print(format_summary(summary))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(as_json(summary, results), indent=2), encoding="utf-8")
+    failures = []
+    if args.min_faq_accuracy is not None and summary["faq_cases"] and summary["faq_accuracy"] < args.min_faq_accuracy:
+        failures.append(f"FAQ accuracy {summary['faq_accuracy']:.1%} is below {args.min_faq_accuracy:.1%}")
+    if (
+        args.min_escalation_recall is not None
+        and summary["escalation_cases"]
+        and summary["escalation_recall"] < args.min_escalation_recall
+    ):
+        failures.append(
+            f"escalation recall {summary['escalation_recall']:.1%} is below {args.min_escalation_recall:.1%}"
+        )
+    if args.max_false_escalation_rate is not None and summary["false_escalation_rate"] > args.max_false_escalation_rate:
+        failures.append(
+            f"false escalation rate {summary['false_escalation_rate']:.1%} is above "
+            f"{args.max_false_escalation_rate:.1%}"
+        )
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import run_all
+
+    return run_all(settings)
+
+
+def _shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import Supervisor, assistant_services, rasa_executable, service_environment
+
+    env = service_environment(settings)
+    action_server = [s for s in assistant_services(settings) if s.name == "action server"]
+    supervisor = Supervisor(action_server, env, settings.project_root)
+    supervisor.start()
+    try:
+        supervisor.wait_until_ready()
+        command = [
+            rasa_executable(), "shell",
+            "--model", str(settings.model_dir),
+            "--endpoints", str(settings.endpoints_file),
+        ]
+        return subprocess.call(command, env=env, cwd=settings.project_root)
+    finally:
+        supervisor.stop()
+
+
+def _train(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.services import rasa_executable, service_environment
+
+    command = [rasa_executable(), "train", "--out", str(settings.model_dir)]
+    if args.force:
+        command.append("--force")
+    return subprocess.call(command, env=service_environment(settings), cwd=settings.project_root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="start the action server and the Rasa server")
+    run.set_defaults(handler=_run)
+
+    shell = commands.add_parser("shell", help="chat with the assistant in the terminal")
+    shell.set_defaults(handler=_shell)
+
+    train = commands.add_parser("train", help="train a model unless one exists for the current data")
+    train.add_argument("--force", action="store_true", help="train even if nothing changed")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="measure what the assistant does with labeled cases")
+    evaluate.add_argument("cases", help="YAML file with `cases: [{text, expect}]`")
+    evaluate.add_argument("--json", metavar="OUT", help="also write a JSON report here")
+    evaluate.add_argument("--model", help="model archive (default: the newest in models/)")
+    evaluate.add_argument("--min-faq-accuracy", type=float, metavar="X", help="exit 1 below this FAQ accuracy")
+    evaluate.add_argument("--min-escalation-recall", type=float, metavar="X", help="exit 1 below this recall")
+    evaluate.add_argument(
+        "--max-false-escalation-rate", type=float, metavar="X", help="exit 1 above this false escalation rate"
+    )
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of `python -m bot`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args, Settings.from_env()))

@@ -1,0 +1,83 @@
+"""Reads labeled evaluation cases (`cases: [{text, expect}]`) with line-accurate errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Tuple
+
+import yaml
+
+ESCALATE = "escalate"
+
+
+class CaseFileError(ValueError):
+    """A case file that cannot be used, with the line that is wrong."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One message and the outcomes that count as right for it."""
+
+    text: str
+    expect: Tuple[str, ...]
+    line: int
+
+    @property
+    def expects_faq(self) -> bool:
+        """True when any acceptable outcome is a FAQ answer."""
+        return any(outcome.startswith("faq/") for outcome in self.expect)
+
+    @property
+    def expects_escalation(self) -> bool:
+        """True when the message should reach a clinician."""
+        return ESCALATE in self.expect
+
+    def accepts(self, outcome: str) -> bool:
+        """Whether `outcome` is one of the acceptable outcomes."""
+        return outcome in self.expect
+
+
+def _scalar(node: yaml.Node) -> object:
+    if isinstance(node, yaml.ScalarNode):
+        return node.value
+    return None
+
+
+def load_cases(path: Path) -> List[Case]:
+    """Loads and validates a case file; raises CaseFileError naming the line."""
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CaseFileError(f"{path}: cannot read the file ({error})") from error
+    try:
+        root = yaml.compose(source)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "unknown line"
+        problem = getattr(error, "problem", None) or str(error)
+        raise CaseFileError(f"{path}: {where}: not valid YAML ({problem})") from error
+    if not isinstance(root, yaml.MappingNode):
+        raise CaseFileError(f"{path}: line 1: expected a mapping with a `cases:` list")
+    cases_node = next((value for key, value in root.value if _scalar(key) == "cases"), None)
+    if not isinstance(cases_node, yaml.SequenceNode):
+        line = (cases_node.start_mark.line + 1) if cases_node is not None else 1
+        raise CaseFileError(f"{path}: line {line}: `cases:` must be a list of {{text, expect}}")
+    cases: List[Case] = []
+    for item in cases_node.value:
+        line = item.start_mark.line + 1
+        if not isinstance(item, yaml.MappingNode):
+            raise CaseFileError(f"{path}: line {line}: each case must be a mapping with `text` and `expect`")
+        fields = {_scalar(key): value for key, value in item.value}
+        text, expect = fields.get("text"), fields.get("expect")
+        if not isinstance(text, yaml.ScalarNode) or not str(text.value).strip():
+            raise CaseFileError(f"{path}: line {line}: case has no `text`")
+        if not isinstance(expect, yaml.ScalarNode) or not str(expect.value).strip():
+            raise CaseFileError(f"{path}: line {line}: case has no `expect`")
+        outcomes = tuple(part.strip() for part in str(expect.value).split("|") if part.strip())
+        if not outcomes:
+            raise CaseFileError(f"{path}: line {line}: `expect` is empty")
+        cases.append(Case(text=str(text.value), expect=outcomes, line=line))
+    if not cases:
+        raise CaseFileError(f"{path}: line {cases_node.start_mark.line + 1}: `cases:` is empty")
+    return cases

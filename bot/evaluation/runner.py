@@ -1,0 +1,138 @@
+"""Runs labeled messages through the trained assistant, in process, like the server does."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+from bot.evaluation.cases import ESCALATE, Case
+
+ESCALATION_ACTION = "action_escalate_to_clinician"
+FALLBACK_INTENT = "nlu_fallback"
+OUT_OF_SCOPE = "out_of_scope"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What the assistant did with one case."""
+
+    case: Case
+    got: str
+    confidence: float
+    fell_back: bool
+
+    @property
+    def correct(self) -> bool:
+        """Whether the outcome is one of the acceptable ones."""
+        return self.case.accepts(self.got)
+
+
+def latest_model(model_dir: Path) -> Path:
+    """The newest trained model in `model_dir`."""
+    models = sorted(Path(model_dir).glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not models:
+        raise FileNotFoundError(f"No trained model in {model_dir}: run `make train` first.")
+    return models[-1]
+
+
+@contextmanager
+def _quiet_custom_actions() -> Iterator[None]:
+    """Custom actions are not executed here (no action server); hide those errors."""
+    processor_logger = logging.getLogger("rasa.core.processor")
+    action_logger = logging.getLogger("rasa.core.actions.action")
+    levels = processor_logger.level, action_logger.level
+    processor_logger.setLevel(logging.CRITICAL)
+    action_logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        processor_logger.setLevel(levels[0])
+        action_logger.setLevel(levels[1])
+
+
+class AssistantEvaluator:
+    """Decides what the assistant would do, with the production model, policies and rules.
+
+    Every case starts a fresh conversation and goes through Rasa's own message
+    processor, so the first-message rules, the NLU gates and the risk rules
+    apply exactly as on the server. Custom actions are recognised by name but
+    not executed: no alert is sent and no record is written.
+    """
+
+    def __init__(self, agent: "Agent") -> None:  # type: ignore[name-defined]  # noqa: F821
+        """Wraps a loaded Rasa agent."""
+        self.agent = agent
+
+    @classmethod
+    def load(cls, model_path: Path, endpoints_file: Optional[Path] = None) -> "AssistantEvaluator":
+        """Loads a trained model with the production response generator, no action server."""
+        from rasa.core.agent import Agent
+        from rasa.core.utils import AvailableEndpoints
+
+        generator = None
+        if endpoints_file is not None and Path(endpoints_file).exists():
+            generator = AvailableEndpoints.read_endpoints(str(endpoints_file)).nlg
+        return cls(Agent.load(str(model_path), generator=generator))
+
+    async def outcome(self, text: str) -> Tuple[str, float, bool]:
+        """Returns (got, confidence, fell_back) for one message in a new conversation."""
+        from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+        from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+
+        sender = f"evaluate-{uuid.uuid4().hex}"
+        with _quiet_custom_actions():
+            await self.agent.handle_message(UserMessage(text, CollectingOutputChannel(), sender))
+        tracker = await self.agent.tracker_store.retrieve(sender)
+        if tracker is None:
+            return OUT_OF_SCOPE, 0.0, False
+        events = list(tracker.events)
+        user_index = max(i for i, e in enumerate(events) if isinstance(e, UserUttered))
+        user = events[user_index]
+        after = events[user_index + 1 :]
+        intent = (user.intent or {}).get("name") or OUT_OF_SCOPE
+        intent_confidence = float((user.intent or {}).get("confidence") or 0.0)
+        fell_back = intent == FALLBACK_INTENT
+        actions = [e.action_name for e in after if isinstance(e, ActionExecuted)]
+        if ESCALATION_ACTION in actions:
+            return ESCALATE, intent_confidence, fell_back
+        for event in after:
+            if isinstance(event, BotUttered):
+                utter_action = (event.metadata or {}).get("utter_action") or ""
+                if utter_action.startswith("utter_faq/"):
+                    return utter_action[len("utter_") :], _answer_confidence(user.parse_data), fell_back
+        if fell_back:
+            return OUT_OF_SCOPE, intent_confidence, True
+        return intent, intent_confidence, fell_back
+
+    async def run(self, cases: Sequence[Case], progress: bool = True) -> List[CaseResult]:
+        """Evaluates every case, showing a progress bar on stderr."""
+        from tqdm import tqdm
+
+        results: List[CaseResult] = []
+        for case in tqdm(cases, desc="Evaluating", unit="case", disable=not progress, leave=False):
+            got, confidence, fell_back = await self.outcome(case.text)
+            results.append(CaseResult(case, got, confidence, fell_back))
+        return results
+
+
+def _answer_confidence(parse_data: Optional[dict]) -> float:
+    selector = ((parse_data or {}).get("response_selector") or {}).get("faq") or {}
+    return float((selector.get("response") or {}).get("confidence") or 0.0)
+
+
+def evaluate(
+    model_path: Path,
+    cases: Sequence[Case],
+    endpoints_file: Optional[Path] = None,
+    progress: bool = True,
+) -> List[CaseResult]:
+    """Loads the model and evaluates the cases (blocking helper for the CLI and tests)."""
+    evaluator = AssistantEvaluator.load(model_path, endpoints_file)
+    return asyncio.run(evaluator.run(cases, progress=progress))

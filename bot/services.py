@@ -1,0 +1,178 @@
+"""Starts the assistant's processes together and stops them together (`make run`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from bot.settings import Settings
+
+STOP_GRACE_SECONDS = 15
+
+
+@dataclass
+class Service:
+    """One long-running process and how to tell that it is up."""
+
+    name: str
+    command: List[str]
+    ready_url: Optional[str] = None
+    process: Optional[subprocess.Popen] = field(default=None, repr=False)
+
+
+def service_environment(settings: Settings) -> Dict[str, str]:
+    """The environment every service runs with: the project importable, token set."""
+    env = dict(os.environ)
+    root = str(settings.project_root)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    env["RASA_AUTH_TOKEN"] = settings.rasa_auth_token
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    return env
+
+
+def rasa_executable() -> str:
+    """The `rasa` command of the running interpreter's environment."""
+    return str(Path(sys.executable).with_name("rasa"))
+
+
+def assistant_services(settings: Settings) -> List[Service]:
+    """Action server and Rasa server, as `make run` starts them."""
+    return [
+        Service(
+            "action server",
+            [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.action_port)],
+            ready_url=f"http://127.0.0.1:{settings.action_port}/health",
+        ),
+        Service(
+            "rasa server",
+            [
+                rasa_executable(), "run",
+                "--enable-api",
+                "--auth-token", settings.rasa_auth_token,
+                "--port", str(settings.rasa_port),
+                "--model", str(settings.model_dir),
+                "--endpoints", str(settings.endpoints_file),
+                "--credentials", str(settings.credentials_file),
+            ],
+            ready_url=f"http://127.0.0.1:{settings.rasa_port}/",
+        ),
+    ]
+
+
+class Supervisor:
+    """Runs services until Ctrl-C or until one of them stops, then stops them all."""
+
+    def __init__(self, services: Sequence[Service], env: Dict[str, str], cwd: Path) -> None:
+        """Prepares (does not start) the services."""
+        self.services = list(services)
+        self.env = env
+        self.cwd = cwd
+        self._stopping = False
+
+    def start(self) -> None:
+        """Starts every service in its own process group."""
+        for service in self.services:
+            print(f"Starting {service.name}: {' '.join(_redact(service.command))}", flush=True)
+            service.process = subprocess.Popen(
+                service.command, env=self.env, cwd=self.cwd, start_new_session=True
+            )
+
+    def wait_until_ready(self, timeout: float = 180.0) -> bool:
+        """Polls each service's ready URL; False if one dies or time runs out."""
+        deadline = time.monotonic() + timeout
+        for service in self.services:
+            while service.ready_url:
+                if service.process is not None and service.process.poll() is not None:
+                    return False
+                try:
+                    with urllib.request.urlopen(service.ready_url, timeout=2):
+                        break
+                except (urllib.error.URLError, ConnectionError, OSError):
+                    if time.monotonic() > deadline:
+                        return False
+                    time.sleep(0.5)
+        return True
+
+    def run(self) -> int:
+        """Blocks until a signal or a service exit; returns the exit status."""
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+        try:
+            while not self._stopping:
+                for service in self.services:
+                    if service.process is not None and service.process.poll() is not None:
+                        print(f"{service.name} stopped (exit {service.process.returncode}).", flush=True)
+                        self.stop()
+                        return 1
+                time.sleep(0.5)
+        finally:
+            self.stop()
+        return 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stopping = True
+
+    def stop(self) -> None:
+        """Stops every service: SIGTERM, then SIGKILL after a grace period."""
+        for service in reversed(self.services):
+            process = service.process
+            if process is not None and process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for service in self.services:
+            process = service.process
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                process.wait()
+
+
+def _redact(command: Sequence[str]) -> List[str]:
+    redacted = list(command)
+    for index, part in enumerate(redacted[:-1]):
+        if part == "--auth-token":
+            redacted[index + 1] = "***"
+    return redacted
+
+
+def run_all(settings: Settings) -> int:
+    """`make run`: start everything, print where it listens, stop on Ctrl-C."""
+    if settings.rasa_auth_token_generated:
+        print(
+            "RASA_AUTH_TOKEN was not set; generated one for this run:\n"
+            f"  RASA_AUTH_TOKEN={settings.rasa_auth_token}",
+            flush=True,
+        )
+    supervisor = Supervisor(assistant_services(settings), service_environment(settings), settings.project_root)
+    supervisor.start()
+    if not supervisor.wait_until_ready():
+        print("A service failed to start; stopping.", file=sys.stderr, flush=True)
+        supervisor.stop()
+        return 1
+    print(
+        "\nReady.\n"
+        f"  REST channel:  POST http://localhost:{settings.rasa_port}/webhooks/rest/webhook\n"
+        f"  HTTP API:      http://localhost:{settings.rasa_port}/ (token required)\n"
+        f"  Action server: http://localhost:{settings.action_port}/webhook\n"
+        "Press Ctrl-C to stop.",
+        flush=True,
+    )
+    return supervisor.run()

@@ -1,0 +1,1 @@
+"""Tests of bot.escalation: store, notifiers and delivery worker."""

@@ -1,0 +1,139 @@
+"""Real loopback receivers for alert tests: an HTTP webhook and a tiny SMTP sink."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+from dataclasses import dataclass, field
+from email.message import Message
+from types import TracebackType
+from typing import final
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    """Return a loopback port that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One request as the webhook receiver saw it."""
+
+    headers: dict[str, str]
+    body: bytes
+
+
+@final
+class WebhookReceiver:
+    """An aiohttp server on 127.0.0.1 recording requests; scripted answers."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        statuses: list[int] | None = None,
+        delay_seconds: float = 0.0,
+    ) -> None:
+        """Prepare a receiver; ``statuses`` are answered in order, then 200 forever."""
+        self.port = port or free_port()
+        self.statuses = list(statuses or [])
+        self.delay_seconds = delay_seconds
+        self.requests: list[ReceivedRequest] = []
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the URL alerts should be posted to."""
+        return f"http://127.0.0.1:{self.port}/alerts"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append(
+            ReceivedRequest(dict(request.headers), await request.read())
+        )
+        await asyncio.sleep(self.delay_seconds)
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, text="ok" if status < 300 else "nope")
+
+    async def start(self) -> WebhookReceiver:
+        """Start listening on the receiver's port."""
+        app = web.Application()
+        app.router.add_post("/alerts", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening; later connections are refused."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> WebhookReceiver:
+        """Start the receiver for an ``async with`` block."""
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the receiver."""
+        await self.stop()
+
+
+@final
+@dataclass
+class SmtpSink:
+    """Just enough of an SMTP server (RFC 5321 happy path) to receive alert e-mails."""
+
+    port: int = field(default_factory=free_port)
+    messages: list[Message] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)
+    _server: asyncio.AbstractServer | None = None
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(b"220 sink ESMTP\r\n")
+        while line := await reader.readline():
+            command = line[:4].upper()
+            if command == b"DATA":
+                writer.write(b"354 end with <CRLF>.<CRLF>\r\n")
+                await writer.drain()
+                data = await reader.readuntil(b"\r\n.\r\n")
+                unstuffed = data[: -len(b".\r\n")].replace(b"\r\n..", b"\r\n.")
+                self.messages.append(email.message_from_bytes(unstuffed))
+                writer.write(b"250 queued\r\n")
+            elif command == b"RCPT":
+                self.recipients.append(line.decode().split(":", 1)[1].strip(" <>\r\n"))
+                writer.write(b"250 ok\r\n")
+            elif command == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                await writer.drain()
+                break
+            else:
+                writer.write(b"250 sink\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> SmtpSink:
+        """Start listening on 127.0.0.1."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
