@@ -46,7 +46,7 @@ shell: install train ## Chat with the assistant in the terminal
 	$(PY) -m bot shell
 
 lint: install ## Static checks
-	$(VENV)/bin/ruff check bot actions tests bench
+	$(VENV)/bin/ruff check bot actions tests $(wildcard bench)
 	$(VENV)/bin/mypy bot actions
 
 validate: install ## Check the training data and domain
