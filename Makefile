@@ -58,8 +58,10 @@ pytest: install train ## Unit, component, action and end-to-end tests
 stories: install train ## Conversation tests (fail on any prediction error)
 	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
-evaluate: install train ## Held-out checks: FAQ accuracy
+evaluate: install train ## Held-out checks: FAQ accuracy >= 90%, no missed risk, <= 5% false alarms
 	$(PY) -m bot evaluate tests/heldout/faq_cases.yml --min-faq-accuracy 0.90 --json results/faq_eval.json --no-progress
+	$(PY) -m bot evaluate tests/heldout/risk_cases.yml --min-escalation-recall 1.0 --max-false-escalation-rate 0.05 \
+		--json results/risk_eval.json --no-progress
 
 test: install train lint validate pytest stories evaluate ## Everything CI runs
 	@echo "All checks passed."

@@ -92,6 +92,48 @@ def _train(args: argparse.Namespace, settings: Settings) -> int:
     return subprocess.call(command, env=service_environment(settings), cwd=settings.project_root)
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from bot.escalation.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    run_worker(settings.escalation, settings.escalation_spool_dir)
+    return 0
+
+
+def _console(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from bot.console_setup import console_config, ensure_console_account
+    from bot.web.app import run_console
+    from bot.web.config import UsersFileError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    password = ensure_console_account(settings)
+    if password:
+        print(f"Console account created: {settings.console_users_file}\n  user: clinician  password: {password}")
+    try:
+        config = console_config(settings)
+    except (UsersFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    run_console(config, host=settings.console_host, port=settings.console_port)
+    return 0
+
+
+def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.web.passwords import main_hash_password
+
+    return main_hash_password(args.rest)
+
+
+def _unanswered(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.unanswered.report import run_report
+
+    return run_report(settings.unanswered, since=args.since, json_path=args.json, examples=args.examples)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
@@ -107,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="train even if nothing changed")
     train.set_defaults(handler=_train)
 
+    worker = commands.add_parser("worker", help="deliver escalation alerts (webhook, email) with retries")
+    worker.set_defaults(handler=_worker)
+
+    console = commands.add_parser("console", help="serve the clinician console on port 8000")
+    console.set_defaults(handler=_console)
+
+    hash_password = commands.add_parser("hash-password", help="hash a console password for the users file")
+    hash_password.add_argument("rest", nargs=argparse.REMAINDER)
+    hash_password.set_defaults(handler=_hash_password)
+
     evaluate = commands.add_parser("evaluate", help="measure what the assistant does with labeled cases")
     evaluate.add_argument("cases", help="YAML file with `cases: [{text, expect}]`")
     evaluate.add_argument("--json", metavar="OUT", help="also write a JSON report here")
@@ -118,6 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.set_defaults(handler=_evaluate)
+
+    unanswered = commands.add_parser(
+        "unanswered", help="list questions the assistant could not answer well, similar ones grouped"
+    )
+    unanswered.add_argument("--since", metavar="DATE", help="only questions from this day on (YYYY-MM-DD)")
+    unanswered.add_argument("--json", metavar="OUT", help="also write the groups as JSON here")
+    unanswered.add_argument("--examples", type=int, default=3, metavar="N", help="other phrasings shown per group")
+    unanswered.set_defaults(handler=_unanswered)
     return parser
 
 

@@ -38,8 +38,15 @@ def load_crisis_resources(path: Path, region: Optional[str] = None) -> CrisisRes
         document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as error:
         raise CrisisResourcesError(f"Cannot read crisis resources from {path}: {error}") from error
+    if not isinstance(document, dict):
+        raise CrisisResourcesError(f"{path} must be a mapping with `region` and `regions`.")
     regions = document.get("regions") or {}
-    chosen = (region or document.get("region") or "US").upper()
+    if not isinstance(regions, dict):
+        raise CrisisResourcesError(f"`regions` in {path} must map region codes (US, UK, ...) to resources.")
+    default_region = document.get("region") or "US"
+    if not isinstance(default_region, str):
+        raise CrisisResourcesError(f"`region` in {path} must be a region code such as US, UK or AU.")
+    chosen = (region or default_region).upper()
     entry = regions.get(chosen)
     if not isinstance(entry, dict):
         known = ", ".join(sorted(regions)) or "none"

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from bot.settings import Settings
 
@@ -28,9 +28,9 @@ class Service:
     process: Optional[subprocess.Popen] = field(default=None, repr=False)
 
 
-def service_environment(settings: Settings) -> Dict[str, str]:
+def service_environment(settings: Settings, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """The environment every service runs with: the project importable, token set."""
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     root = str(settings.project_root)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["RASA_AUTH_TOKEN"] = settings.rasa_auth_token
@@ -45,7 +45,7 @@ def rasa_executable() -> str:
 
 
 def assistant_services(settings: Settings) -> List[Service]:
-    """Action server and Rasa server, as `make run` starts them."""
+    """Action server, Rasa server, alert delivery worker and console, as `make run` starts them."""
     return [
         Service(
             "action server",
@@ -65,6 +65,12 @@ def assistant_services(settings: Settings) -> List[Service]:
             ],
             ready_url=f"http://127.0.0.1:{settings.rasa_port}/",
         ),
+        Service("delivery worker", [sys.executable, "-m", "bot", "worker"]),
+        Service(
+            "console",
+            [sys.executable, "-m", "bot", "console"],
+            ready_url=f"http://127.0.0.1:{settings.console_port}/console",
+        ),
     ]
 
 
@@ -81,10 +87,30 @@ class Supervisor:
     def start(self) -> None:
         """Starts every service in its own process group."""
         for service in self.services:
-            print(f"Starting {service.name}: {' '.join(_redact(service.command))}", flush=True)
-            service.process = subprocess.Popen(
-                service.command, env=self.env, cwd=self.cwd, start_new_session=True
-            )
+            self._start(service)
+
+    def _start(self, service: Service) -> None:
+        print(f"Starting {service.name}: {' '.join(_redact(service.command))}", flush=True)
+        service.process = subprocess.Popen(service.command, env=self.env, cwd=self.cwd, start_new_session=True)
+
+    def service(self, name: str) -> Service:
+        """The service called `name`."""
+        return next(s for s in self.services if s.name == name)
+
+    def stop_service(self, name: str) -> None:
+        """Stops one service (e.g. to check the others cope without it)."""
+        process = self.service(name).process
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def start_service(self, name: str) -> None:
+        """Starts one stopped service again."""
+        self._start(self.service(name))
 
     def wait_until_ready(self, timeout: float = 180.0) -> bool:
         """Polls each service's ready URL; False if one dies or time runs out."""
@@ -161,6 +187,15 @@ def run_all(settings: Settings) -> int:
             f"  RASA_AUTH_TOKEN={settings.rasa_auth_token}",
             flush=True,
         )
+    from bot.console_setup import ensure_console_account
+
+    password = ensure_console_account(settings)
+    if password:
+        print(
+            f"Created the first console account (kept hashed in {settings.console_users_file}):\n"
+            f"  user: clinician  password: {password}",
+            flush=True,
+        )
     supervisor = Supervisor(assistant_services(settings), service_environment(settings), settings.project_root)
     supervisor.start()
     if not supervisor.wait_until_ready():
@@ -172,6 +207,7 @@ def run_all(settings: Settings) -> int:
         f"  REST channel:  POST http://localhost:{settings.rasa_port}/webhooks/rest/webhook\n"
         f"  HTTP API:      http://localhost:{settings.rasa_port}/ (token required)\n"
         f"  Action server: http://localhost:{settings.action_port}/webhook\n"
+        f"  Console:       http://localhost:{settings.console_port}/console\n"
         "Press Ctrl-C to stop.",
         flush=True,
     )

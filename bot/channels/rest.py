@@ -37,8 +37,12 @@ def parse_rest_request(body: bytes) -> Dict[str, Any]:
     if len(message) > MAX_MESSAGE_CHARS:
         raise InvalidRestRequest(f'"message" is longer than {MAX_MESSAGE_CHARS} characters.')
     sender = document.get("sender")
-    if sender is not None and (not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS):
-        raise InvalidRestRequest(f'"sender" must be a non-empty string of at most {MAX_SENDER_CHARS} characters.')
+    # Required: without it Rasa files every message under one shared "default"
+    # conversation, mixing different people's words.
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+        raise InvalidRestRequest(
+            f'"sender" is required: a conversation id of at most {MAX_SENDER_CHARS} characters.'
+        )
     metadata = document.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidRestRequest('"metadata" must be a JSON object.')

@@ -32,6 +32,7 @@ RISK_CATEGORIES = (
     "medical_emergency",
     "acute_crisis",
     "abuse_danger",
+    "unspecified",  # risk recognised by the classifier without a screen rule
 )
 HUMAN_REQUEST_CATEGORY = "human_request"
 STATUSES = ("open", "acknowledged", "resolved")

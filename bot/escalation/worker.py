@@ -9,6 +9,7 @@ import random
 import signal
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from bot.escalation.config import EscalationConfig
 from bot.escalation.notifiers import (
@@ -17,6 +18,7 @@ from bot.escalation.notifiers import (
     build_notifiers,
     build_reminder_notifiers,
 )
+from bot.escalation.recorder import import_spooled
 from bot.escalation.store import EscalationStore, OutboxRow, utc_now
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class DeliveryWorker:
         reminder_notifiers: Mapping[str, Notifier] | None = None,
         clock: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         """Wire the worker to its store and notifiers.
 
@@ -63,6 +66,8 @@ class DeliveryWorker:
                 reminders go to the primary notifiers.
             clock: Source of the current UTC time, injectable for tests.
             rng: Random source for retry jitter, injectable for tests.
+            spool_dir: Folder where the action server spools escalations while
+                the store is down; they are stored at the start of each pass.
         """
         self.store = store
         self.notifiers = dict(notifiers)
@@ -71,6 +76,7 @@ class DeliveryWorker:
         self._clock = clock
         # Jitter needs spread, not unpredictability: a seedable PRNG is right here.
         self._rng = rng or random.Random()
+        self.spool_dir = spool_dir
 
     @property
     def reminder_channels(self) -> tuple[str, ...]:
@@ -83,6 +89,11 @@ class DeliveryWorker:
         Returns:
             Number of alerts delivered in this pass.
         """
+        if self.spool_dir is not None:
+            try:
+                await asyncio.to_thread(import_spooled, self.store, self.spool_dir)
+            except Exception:  # noqa: BLE001  # store still down: keep delivering what we can
+                logger.exception("Could not store spooled escalations yet; will retry.")
         now = self._clock()
         queued = await asyncio.to_thread(
             self.store.queue_overdue_reminders,
@@ -195,12 +206,12 @@ class DeliveryWorker:
         return False
 
 
-def run_worker(config: EscalationConfig) -> None:
+def run_worker(config: EscalationConfig, spool_dir: Path | None = None) -> None:
     """Run the delivery worker until SIGINT or SIGTERM, finishing the pass in flight."""
-    asyncio.run(_run_until_signalled(config))
+    asyncio.run(_run_until_signalled(config, spool_dir))
 
 
-async def _run_until_signalled(config: EscalationConfig) -> None:
+async def _run_until_signalled(config: EscalationConfig, spool_dir: Path | None = None) -> None:
     store = EscalationStore.from_config(config)
     notifiers = build_notifiers(config)
     if not notifiers:
@@ -209,7 +220,11 @@ async def _run_until_signalled(config: EscalationConfig) -> None:
             "escalations are recorded but nobody is notified."
         )
     worker = DeliveryWorker(
-        store, notifiers, config, reminder_notifiers=build_reminder_notifiers(config)
+        store,
+        notifiers,
+        config,
+        reminder_notifiers=build_reminder_notifiers(config),
+        spool_dir=spool_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

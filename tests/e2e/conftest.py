@@ -13,12 +13,18 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
+from bot.escalation.store import EscalationStore
 from bot.services import Supervisor, assistant_services, service_environment
 from bot.settings import PROJECT_ROOT, Settings
+from bot.web.passwords import hash_password
+from tests.e2e.receiver import AlertReceiver
 
 RASA_PORT = 15005
 ACTION_PORT = 15055
+CONSOLE_PORT = 18000
+RECEIVER_PORT = 18099
 TOKEN = "e2e-test-token"
+CLINICIAN_PASSWORD = "e2e-clinician-password"
 
 
 @dataclass
@@ -27,6 +33,10 @@ class RunningAssistant:
 
     supervisor: Supervisor
     settings: Settings
+    receiver: AlertReceiver
+
+    def store(self) -> EscalationStore:
+        return EscalationStore(self.settings.escalation.db_url)
 
     @property
     def base_url(self) -> str:
@@ -82,19 +92,37 @@ def assistant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAssis
     endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
     endpoints = endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}")
     (workdir / "endpoints.yml").write_text(endpoints, encoding="utf-8")
+    users = workdir / "console_users.yml"
+    users.write_text(
+        "clinicians:\n"
+        f"- username: dr_test\n  password_hash: '{hash_password(CLINICIAN_PASSWORD)}'\n  name: Dr Test\n",
+        encoding="utf-8",
+    )
+    receiver = AlertReceiver(RECEIVER_PORT)
+    receiver.start()
     env = {
         **os.environ,
         "RASA_AUTH_TOKEN": TOKEN,
         "RASA_PORT": str(RASA_PORT),
         "ACTION_SERVER_PORT": str(ACTION_PORT),
+        "CONSOLE_PORT": str(CONSOLE_PORT),
         "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
+        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
+        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
+        "ESCALATION_WEBHOOK_URL": receiver.url,
+        "ESCALATION_WEBHOOK_SECRET": "e2e-webhook-secret",
+        "CONSOLE_USERS_FILE": str(users),
+        "CONSOLE_SECRET": "e2e-console-secret-" + "x" * 32,
     }
     settings = Settings.from_env(env)
-    supervisor = Supervisor(assistant_services(settings), service_environment(settings), settings.project_root)
+    supervisor = Supervisor(
+        assistant_services(settings), service_environment(settings, env), settings.project_root
+    )
     supervisor.start()
     try:
         if not supervisor.wait_until_ready(timeout=300):
-            pytest.fail("The Rasa server or the action server did not start; see the output above.")
-        yield RunningAssistant(supervisor, settings)
+            pytest.fail("A service (Rasa, actions, worker or console) did not start; see the output above.")
+        yield RunningAssistant(supervisor, settings, receiver)
     finally:
         supervisor.stop()
+        receiver.stop()

@@ -1,0 +1,100 @@
+"""The output channels: message splitting, API base URLs and Messenger's button limits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List, Tuple
+
+import pytest
+
+from bot.channels.messaging.facebook import ChoicesMessengerBot, GraphApiClient
+from bot.channels.messaging.slack import SlackApiBot
+from bot.channels.messaging.telegram import TelegramBotOutput
+from bot.channels.messaging.twilio import MAX_BODY_CHARS, NumberedChoicesTwilioOutput, message_bodies
+
+SID = "AC" + "0123456789abcdef" * 2
+TOKEN = "fedcba9876543210" * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "bodies"),
+    [
+        ("One paragraph.", ["One paragraph."]),
+        ("First.\n\nSecond.", ["First.\n\nSecond."]),
+        ("  \n\nOnly this.\n\n  ", ["Only this."]),
+        ("a" * 1000 + "\n\n" + "b" * 1000, ["a" * 1000, "b" * 1000]),
+        ("word " * 500, None),
+    ],
+    ids=["short", "paragraphs-together", "blank-parts", "split-between-paragraphs", "long-paragraph"],
+)
+def test_message_bodies(text: str, bodies: Any) -> None:
+    result = message_bodies(text)
+    if bodies is not None:
+        assert result == bodies
+    assert all(0 < len(body) <= MAX_BODY_CHARS for body in result)
+    assert " ".join(" ".join(result).split()) == " ".join(text.split())
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        (None, "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"),
+        ("http://127.0.0.1:9/twilio", "http://127.0.0.1:9/twilio/2010-04-01/Accounts/AC1/Messages.json"),
+        ("http://127.0.0.1:9/twilio/", "http://127.0.0.1:9/twilio/2010-04-01/Accounts/AC1/Messages.json"),
+    ],
+)
+def test_twilio_api_base_url(base: Any, expected: str) -> None:
+    output = NumberedChoicesTwilioOutput(SID, TOKEN, "+15005550006", base)
+    assert output.get_hostname("https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json") == expected
+
+
+def test_telegram_and_slack_api_base_urls() -> None:
+    telegram = TelegramBotOutput("7012345678:AAFakeToken", api_base_url="http://127.0.0.1:9/telegram/")
+    assert telegram.server.api_url("T", "sendMessage") == "http://127.0.0.1:9/telegram/botT/sendMessage"
+    assert "api.telegram.org" in TelegramBotOutput("7012345678:AAFakeToken").server.api_url("T", "getMe")
+    assert SlackApiBot("xoxb-1", api_base_url="http://127.0.0.1:9/slack/api").client.base_url == (
+        "http://127.0.0.1:9/slack/api/"
+    )
+    assert SlackApiBot("xoxb-1").client.base_url == "https://slack.com/api/"
+    assert GraphApiClient("EAA", "http://127.0.0.1:9/facebook/v19.0/").graph_url == "http://127.0.0.1:9/facebook/v19.0"
+
+
+class RecordingMessengerClient:
+    """Stands in for fbmessenger's client: records what would be posted to the Send API."""
+
+    def __init__(self) -> None:
+        self.sent: List[Tuple[Any, str]] = []
+
+    def send(self, payload: Any, recipient_id: str, messaging_type: str = "RESPONSE", **kwargs: Any) -> None:
+        self.sent.append((payload, recipient_id))
+
+
+def send_buttons(buttons: List[dict], text: str = "Pick one") -> Any:
+    client = RecordingMessengerClient()
+    asyncio.run(ChoicesMessengerBot(client).send_text_with_buttons("psid-1", text, buttons))  # type: ignore[arg-type]
+    assert len(client.sent) == 1
+    return client.sent[0][0]
+
+
+def test_short_titles_use_messengers_button_template() -> None:
+    payload = send_buttons([{"title": "Yes", "payload": "/affirm"}, {"title": "No", "payload": "/deny"}])
+    template = payload["attachment"]["payload"]
+    assert template["template_type"] == "button"
+    assert [(b["title"], b["type"]) for b in template["buttons"]] == [("Yes", "postback"), ("No", "postback")]
+
+
+@pytest.mark.parametrize(
+    "buttons",
+    [
+        [{"title": "What Breakthrough Therapy means", "payload": "/faq/breakthrough_therapy_designation"}],
+        [{"title": f"Topic {n}", "payload": f"/faq/t{n}"} for n in range(4)],
+    ],
+    ids=["long-title", "four-buttons"],
+)
+def test_buttons_messenger_cannot_show_become_numbered_quick_replies(buttons: List[dict]) -> None:
+    payload = send_buttons(buttons)
+    lines = payload["text"].split("\n\n", 1)[1].split("\n")
+    assert lines == [f"{n}. {b['title']}" for n, b in enumerate(buttons, start=1)]
+    assert payload["quick_replies"] == [
+        {"content_type": "text", "title": str(n), "payload": b["payload"]} for n, b in enumerate(buttons, start=1)
+    ]

@@ -1,0 +1,457 @@
+"""The hardened Socket.IO channel: origins, session persistence and bad input, on a real Rasa server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+import uuid
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
+
+import pytest
+import socketio
+import websockets
+import yaml
+
+from bot.channels.socketio import (
+    MAX_PACKET_BYTES,
+    HardenedSocketIOInput,
+    InvalidSocketMessage,
+    is_session_id,
+    parse_socket_message,
+)
+from bot.channels.text import MAX_MESSAGE_CHARS
+from bot.services import Supervisor, assistant_services, service_environment
+from bot.settings import PROJECT_ROOT, Settings
+
+RASA_PORT = 25005
+ACTION_PORT = 25055
+CONSOLE_PORT = 28000
+TOKEN = "socketio-test-token"
+ALLOWED_ORIGIN = f"http://127.0.0.1:{CONSOLE_PORT}"
+# Guards against a hung server; no assertion depends on how fast it answers.
+REPLY_WAIT_SECONDS = 120
+SOCKET_CHANNEL = "bot.channels.socketio.HardenedSocketIOInput"
+
+
+def project_socket_channel_section() -> Dict[str, Any]:
+    """The Socket.IO entry of the project's credentials.yml, as Rasa would read it."""
+    credentials = yaml.safe_load((PROJECT_ROOT / "credentials.yml").read_text(encoding="utf-8"))
+    assert SOCKET_CHANNEL in credentials, "credentials.yml must configure the hardened Socket.IO channel"
+    return credentials[SOCKET_CHANNEL] or {}
+
+
+def start_chat_servers(workdir: Path, extra_env: Optional[Dict[str, str]] = None) -> Supervisor:
+    """Starts actions, Rasa (REST + the project's Socket.IO entry), worker and console on test ports."""
+    models = sorted((PROJECT_ROOT / "models").glob("*.tar.gz"))
+    if not models:
+        pytest.fail("No trained model in models/: run `make train` first.")
+    endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
+    (workdir / "endpoints.yml").write_text(endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}"))
+    # The project's own channel entry; the other channels there need secrets these tests don't have.
+    credentials = {"bot.channels.rest.ValidatingRestInput": None, SOCKET_CHANNEL: project_socket_channel_section()}
+    (workdir / "credentials.yml").write_text(yaml.safe_dump(credentials), encoding="utf-8")
+    env = {
+        **os.environ,
+        "RASA_AUTH_TOKEN": TOKEN,
+        "RASA_PORT": str(RASA_PORT),
+        "ACTION_SERVER_PORT": str(ACTION_PORT),
+        "CONSOLE_PORT": str(CONSOLE_PORT),
+        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
+        "RASA_CREDENTIALS_FILE": str(workdir / "credentials.yml"),
+        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
+        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
+        "CONSOLE_USERS_FILE": str(workdir / "console_users.yml"),
+        "CONSOLE_SECRET": "socketio-test-console-secret-" + "x" * 32,
+        **(extra_env or {}),
+    }
+    # CHAT_ALLOWED_ORIGINS and CHAT_SOCKET_URL keep their defaults, derived from the ports.
+    env.pop("CHAT_ALLOWED_ORIGINS", None)
+    env.pop("CHAT_SOCKET_URL", None)
+    settings = Settings.from_env(env)
+    supervisor = Supervisor(assistant_services(settings), service_environment(settings, env), settings.project_root)
+    supervisor.start()
+    if not supervisor.wait_until_ready(timeout=300):
+        supervisor.stop()
+        pytest.fail("A service (Rasa, actions, worker or console) did not start; see the output above.")
+    return supervisor
+
+
+@pytest.fixture(scope="module")
+def chat_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
+    from bot.web.passwords import hash_password
+
+    workdir = tmp_path_factory.mktemp("socketio-servers")
+    (workdir / "console_users.yml").write_text(
+        f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('unused-password-123')}'\n",
+        encoding="utf-8",
+    )
+    supervisor = start_chat_servers(workdir)
+    try:
+        yield supervisor
+    finally:
+        supervisor.stop()
+
+
+def tracker(sender: str) -> Dict[str, Any]:
+    url = f"http://127.0.0.1:{RASA_PORT}/conversations/{sender}/tracker?token={TOKEN}"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def user_texts(sender: str) -> List[str]:
+    return [e["text"] for e in tracker(sender)["events"] if e["event"] == "user"]
+
+
+class ChatClient:
+    """A python-socketio client that records what the server sends it.
+
+    It talks long-polling only: python-engineio's websocket client needs aiohttp
+    3.10, and Rasa 3.6 pins aiohttp below that. The websocket transport, which
+    browsers use, is tested with `raw_websocket` below and in a real browser.
+    """
+
+    def __init__(self) -> None:
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.replies: asyncio.Queue[Dict[str, Any]] = asyncio.Queue()
+        self.errors: asyncio.Queue[Dict[str, Any]] = asyncio.Queue()
+        self.confirmations: asyncio.Queue[str] = asyncio.Queue()
+        self.sio.on("bot_uttered", self.replies.put_nowait)
+        self.sio.on("chat_error", self.errors.put_nowait)
+        self.sio.on("session_confirm", self.confirmations.put_nowait)
+
+    async def connect(self, origin: Optional[str] = ALLOWED_ORIGIN) -> None:
+        headers = {"Origin": origin} if origin else {}
+        await self.sio.connect(
+            f"http://127.0.0.1:{RASA_PORT}", headers=headers, transports=["polling"], wait_timeout=30
+        )
+
+    async def start_session(self, session_id: Optional[str] = None) -> str:
+        await self.sio.emit("session_request", {"session_id": session_id})
+        return await asyncio.wait_for(self.confirmations.get(), REPLY_WAIT_SECONDS)
+
+    async def say(self, message: str, session_id: Optional[str]) -> None:
+        await self.sio.emit("user_uttered", {"message": message, "session_id": session_id})
+
+    async def replies_until_buttons(self) -> List[Dict[str, Any]]:
+        """Bot messages up to and including the next one that offers quick replies."""
+        received = [await asyncio.wait_for(self.replies.get(), REPLY_WAIT_SECONDS)]
+        while not received[-1].get("quick_replies"):
+            received.append(await asyncio.wait_for(self.replies.get(), REPLY_WAIT_SECONDS))
+        return received
+
+    async def next_error(self) -> Dict[str, Any]:
+        return await asyncio.wait_for(self.errors.get(), REPLY_WAIT_SECONDS)
+
+    async def close(self) -> None:
+        await self.sio.disconnect()
+
+
+class RawSocket:
+    """Engine.IO and Socket.IO packets over a plain websocket, as a browser sends them."""
+
+    def __init__(self, websocket: Any) -> None:
+        self.websocket = websocket
+
+    async def emit(self, event: str, data: Any) -> None:
+        await self.websocket.send("42" + json.dumps([event, data]))
+
+    async def receive(self) -> List[Any]:
+        """The next Socket.IO event as [name, data]; answers the server's pings meanwhile."""
+        while True:
+            packet = await asyncio.wait_for(self.websocket.recv(), REPLY_WAIT_SECONDS)
+            if packet == "2":
+                await self.websocket.send("3")
+            elif packet.startswith("42"):
+                return json.loads(packet[2:])
+
+
+@asynccontextmanager
+async def raw_websocket(origin: str) -> AsyncIterator[RawSocket]:
+    url = f"ws://127.0.0.1:{RASA_PORT}/socket.io/?EIO=4&transport=websocket"
+    async with websockets.connect(url, origin=origin, open_timeout=30, max_size=None) as websocket:
+        assert (await websocket.recv()).startswith("0{")
+        await websocket.send("40")
+        assert (await websocket.recv()).startswith("40{")
+        yield RawSocket(websocket)
+
+
+def bot_texts_of_last_turn(sender: str) -> List[str]:
+    events = tracker(sender)["events"]
+    last_user = max(i for i, e in enumerate(events) if e["event"] == "user")
+    return [e["text"] for e in events[last_user:] if e["event"] == "bot" and e.get("text")]
+
+
+# ---- Without a server --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, code",
+    [
+        pytest.param("what is mdma?", "invalid_message", id="a string"),
+        pytest.param(["what is mdma?"], "invalid_message", id="a list"),
+        pytest.param(None, "invalid_message", id="nothing"),
+        pytest.param({}, "invalid_message", id="no message"),
+        pytest.param({"message": 42}, "invalid_message", id="a number"),
+        pytest.param({"message": {"text": "hi"}}, "invalid_message", id="an object"),
+        pytest.param({"message": "x" * (MAX_MESSAGE_CHARS + 1)}, "message_too_long", id="too long"),
+        pytest.param({"message": " \n\t "}, "empty_message", id="only whitespace"),
+        pytest.param({"message": "hi", "metadata": [1]}, "invalid_metadata", id="metadata list"),
+        pytest.param({"message": "hi", "metadata": "{not json"}, "invalid_metadata", id="metadata bad json"),
+        pytest.param({"message": "hi", "metadata": "[1, 2]"}, "invalid_metadata", id="metadata json list"),
+    ],
+)
+def test_bad_messages_are_refused(data: Any, code: str) -> None:
+    with pytest.raises(InvalidSocketMessage) as refused:
+        parse_socket_message(data)
+    assert refused.value.code == code
+
+
+@pytest.mark.parametrize(
+    "data, text, metadata",
+    [
+        pytest.param({"message": "is mdma legal?"}, "is mdma legal?", {}, id="message only"),
+        pytest.param({"message": "hi", "metadata": {"page": "/"}}, "hi", {"page": "/"}, id="metadata object"),
+        pytest.param({"message": "hi", "metadata": '{"page": "/"}'}, "hi", {"page": "/"}, id="metadata json"),
+        pytest.param({"message": "a\x00b\u200bc"}, "a b c", {}, id="control characters cleaned"),
+        pytest.param({"message": "x" * MAX_MESSAGE_CHARS}, "x" * MAX_MESSAGE_CHARS, {}, id="longest allowed"),
+    ],
+)
+def test_good_messages_are_cleaned(data: Any, text: str, metadata: Dict[str, Any]) -> None:
+    assert parse_socket_message(data) == (text, metadata)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (uuid.uuid4().hex, True),
+        ("0123456789abcdef0123456789abcdef", True),
+        ("0123456789ABCDEF0123456789ABCDEF", False),
+        ("abc", False),
+        ("../../etc/passwd", False),
+        (str(uuid.uuid4()), False),
+        (None, False),
+        (12345, False),
+    ],
+)
+def test_session_ids_are_only_the_ones_the_channel_issues(value: Any, expected: bool) -> None:
+    assert is_session_id(value) is expected
+
+
+def test_an_empty_origin_list_is_refused_because_it_would_allow_every_origin() -> None:
+    with pytest.raises(ValueError, match="CHAT_ALLOWED_ORIGINS"):
+        HardenedSocketIOInput(allowed_origins=())
+
+
+def test_credentials_entry_keeps_the_widget_events_and_persistence() -> None:
+    section = project_socket_channel_section()
+    channel = HardenedSocketIOInput.from_credentials(section)
+    assert isinstance(channel, HardenedSocketIOInput)
+    assert (channel.user_message_evt, channel.bot_message_evt) == ("user_uttered", "bot_uttered")
+    assert channel.session_persistence is True
+    assert channel.name() == "socketio"
+
+
+# ---- On a real Rasa server -----------------------------------------------------------------
+
+
+def test_allowed_origin_connects_and_gets_an_answer(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        await client.connect()
+        try:
+            session_id = await client.start_session()
+            assert is_session_id(session_id)
+            await client.say("what is mdma-assisted therapy?", session_id)
+            replies = await client.replies_until_buttons()
+        finally:
+            await client.close()
+        events = tracker(session_id)["events"]
+        assert [e["text"] for e in events if e["event"] == "user"] == ["what is mdma-assisted therapy?"]
+        assert [e["input_channel"] for e in events if e["event"] == "user"] == ["socketio"]
+        answered = [e["metadata"].get("utter_action") for e in events if e["event"] == "bot"]
+        assert "utter_faq/what_is_mdma_assisted_therapy" in answered
+        # Rasa's output sends each paragraph of a response as its own message.
+        turn = "\n\n".join(bot_texts_of_last_turn(session_id))
+        assert all(reply["text"] and reply["text"] in turn for reply in replies)
+        assert all(button["payload"].startswith("/") for button in replies[-1]["quick_replies"])
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        f"http://127.0.0.1:{CONSOLE_PORT + 999}",
+        f"https://127.0.0.1:{CONSOLE_PORT}",
+        f"http://127.0.0.1:{CONSOLE_PORT}.evil.example",
+        "http://evil.example",
+        "null",
+    ],
+)
+def test_a_foreign_origin_is_refused(chat_servers: Supervisor, origin: str) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(origin=origin)
+        assert not client.sio.connected
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
+            async with raw_websocket(origin):
+                pass
+        assert refused.value.status_code == 400
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("origin", [f"http://localhost:{CONSOLE_PORT}", f"http://127.0.0.1:{CONSOLE_PORT}"])
+def test_both_allowed_default_origins_connect(chat_servers: Supervisor, origin: str) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        await client.connect(origin=origin)
+        assert is_session_id(await client.start_session())
+        await client.close()
+        async with raw_websocket(origin) as websocket:
+            await websocket.emit("session_request", {"session_id": None})
+            event, session_id = await websocket.receive()
+            assert event == "session_confirm" and is_session_id(session_id)
+
+    asyncio.run(scenario())
+
+
+def test_connections_with_the_same_session_id_share_the_conversation(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        first, second, stranger = ChatClient(), ChatClient(), ChatClient()
+        for client in (first, second, stranger):
+            await client.connect()
+        try:
+            session_id = await first.start_session()
+            assert await second.start_session(session_id) == session_id
+            other_session = await stranger.start_session()
+            assert other_session != session_id
+
+            await first.say("what is mdma-assisted therapy?", session_id)
+            seen_by_first = await first.replies_until_buttons()
+            seen_by_second = await second.replies_until_buttons()
+            assert seen_by_second == seen_by_first
+            assert stranger.replies.empty()
+
+            # The page reloads: a new socket with the stored session id continues the conversation.
+            await first.close()
+            reloaded = ChatClient()
+            await reloaded.connect()
+            assert await reloaded.start_session(session_id) == session_id
+            await reloaded.say("/faq/legal_status", session_id)
+            assert (await reloaded.replies_until_buttons())[-1]["text"]
+            await reloaded.close()
+        finally:
+            for client in (first, second, stranger):
+                await client.close()
+        assert user_texts(session_id) == ["what is mdma-assisted therapy?", "/faq/legal_status"]
+        assert user_texts(other_session) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_session_id_the_channel_did_not_issue_is_replaced(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        await client.connect()
+        try:
+            issued = await client.start_session("user-1")
+            assert issued != "user-1" and is_session_id(issued)
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        pytest.param("what is mdma?", "invalid_message", id="a string"),
+        pytest.param(["what is mdma?"], "invalid_message", id="a list"),
+        pytest.param({"message": None}, "invalid_message", id="null message"),
+        pytest.param({"message": 7}, "invalid_message", id="a number"),
+        pytest.param({"message": "y" * (MAX_MESSAGE_CHARS + 1)}, "message_too_long", id="too long"),
+        pytest.param({"message": "   "}, "empty_message", id="blank"),
+        pytest.param({"message": "hi", "metadata": "{oops"}, "invalid_metadata", id="bad metadata"),
+    ],
+)
+def test_bad_payloads_are_refused_and_the_server_still_answers(
+    chat_servers: Supervisor, payload: Any, code: str
+) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        await client.connect()
+        try:
+            session_id = await client.start_session()
+            if isinstance(payload, dict):
+                payload["session_id"] = session_id
+            await client.sio.emit("user_uttered", payload)
+            assert (await client.next_error())["error"] == code
+            await client.say("/faq/legal_status", session_id)
+            assert (await client.replies_until_buttons())[-1]["quick_replies"]
+        finally:
+            await client.close()
+        assert user_texts(session_id) == ["/faq/legal_status"]
+
+    asyncio.run(scenario())
+
+
+def test_a_socket_cannot_speak_for_another_session(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        owner, intruder = ChatClient(), ChatClient()
+        await owner.connect()
+        await intruder.connect()
+        try:
+            owners_session = await owner.start_session()
+            intruders_session = await intruder.start_session()
+            await intruder.say("/faq/legal_status", owners_session)
+            assert (await intruder.next_error())["error"] == "session_mismatch"
+            assert owner.replies.empty()
+            await intruder.say("/faq/legal_status", intruders_session)
+            assert (await intruder.replies_until_buttons())[-1]["quick_replies"]
+        finally:
+            await owner.close()
+            await intruder.close()
+        assert user_texts(owners_session) == []
+
+    asyncio.run(scenario())
+
+
+def test_a_message_before_the_session_is_confirmed_is_refused(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        client = ChatClient()
+        await client.connect()
+        try:
+            await client.say("hello", None)
+            assert (await client.next_error())["error"] == "no_session"
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_oversized_packet_drops_only_that_connection(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        async with raw_websocket(ALLOWED_ORIGIN) as flooder:
+            await flooder.emit("session_request", {"session_id": None})
+            _, session_id = await flooder.receive()
+            await flooder.emit("user_uttered", {"message": "z" * (MAX_PACKET_BYTES + 1024), "session_id": session_id})
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await flooder.receive()
+
+        client = ChatClient()
+        await client.connect()
+        try:
+            fresh = await client.start_session()
+            await client.say("/faq/legal_status", fresh)
+            assert (await client.replies_until_buttons())[-1]["quick_replies"]
+        finally:
+            await client.close()
+        assert user_texts(session_id) == []
+
+    asyncio.run(scenario())

@@ -1,0 +1,63 @@
+"""The console against the real PostgreSQL the bot and the delivery worker share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+
+from bot.escalation.store import EscalationStore
+from bot.web.config import ConsoleConfig
+
+from .conftest import CSRF, TRANSCRIPT, make_escalation, sign_in
+from .harness import AsgiClient
+
+
+@pytest.fixture
+def postgres_store(postgres_config: ConsoleConfig) -> Iterator[EscalationStore]:
+    """Return the bot's store on the fresh PostgreSQL schema."""
+    store = EscalationStore(postgres_config.db_url, schema=postgres_config.db_schema)
+    yield store
+    store.close()
+
+
+def test_console_workflow_on_postgresql(
+    postgres_config: ConsoleConfig,
+    postgres_store: EscalationStore,
+    start_client: Callable[..., AsgiClient],
+) -> None:
+    low = make_escalation(postgres_store, "low", kind="human_request", category=None, age=timedelta(hours=2))
+    urgent = make_escalation(postgres_store, "urgent", age=timedelta(minutes=5))
+    client = start_client(postgres_config)
+    sign_in(client, "ben")
+
+    listed = client.get("/api/escalations").json()
+    assert [item["id"] for item in listed["escalations"]] == [urgent.id, low.id]
+    assert 5 * 60 <= listed["escalations"][0]["age_seconds"] < 6 * 60
+
+    detail = client.get(f"/api/escalations/{urgent.id}").json()
+    assert detail["transcript"] == TRANSCRIPT
+
+    assert client.post(f"/api/escalations/{urgent.id}/acknowledge", headers=CSRF).status == 200
+    conflict = client.post(f"/api/escalations/{urgent.id}/acknowledge", headers=CSRF)
+    assert conflict.status == 409
+    resolved = client.post(
+        f"/api/escalations/{urgent.id}/resolve",
+        json_body={"note": "Crisis team visited; person safe."},
+        headers=CSRF,
+    )
+    assert resolved.status == 200
+
+    stored = postgres_store.get(urgent.id)
+    assert (stored.status, stored.acknowledged_by, stored.resolved_by) == (
+        "resolved",
+        "ben",
+        "ben",
+    )
+    assert [(event.actor, event.action) for event in postgres_store.events(urgent.id)] == [
+        ("system", "created"),
+        ("ben", "acknowledged"),
+        ("ben", "resolved"),
+    ]
+    assert [item["id"] for item in client.get("/api/escalations").json()["escalations"]] == [low.id]
