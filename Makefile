@@ -18,12 +18,12 @@ PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python
 # A model is trained again only when one of these changed.
 MODEL_INPUTS := config.yml domain.yml $(wildcard data/*.yml) $(wildcard bot/nlu/*.py) bot/nlp.py
 
-.PHONY: help install train run shell test lint validate pytest stories evaluate clean
+.PHONY: help install browser train run shell test lint validate pytest stories evaluate bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed ## Create .venv with the pinned dependencies
+install: $(VENV)/.installed web/node_modules/.installed ## Create .venv and web/node_modules with pinned dependencies
 
 $(VENV)/.installed: requirements.lock
 	@test -n "$(PYTHON310)" || { echo "Python 3.10 is required (Rasa 3.6 supports 3.8-3.10). Install it or set PYTHON310=/path/to/python3.10." >&2; exit 1; }
@@ -32,6 +32,24 @@ $(VENV)/.installed: requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check "pip==26.3"
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements.lock
 	touch $@
+
+# The web chat's browser library (socket.io-client), served locally: no CDN.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js) is required for the web chat widget." >&2; exit 1; }
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "Installing Debian's chromium for the browser tests..."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "The browser tests need Chromium at $(CHROMIUM) (Debian: sudo apt-get install chromium)." >&2; exit 1; \
+		fi; \
+	fi
 
 train: models/.trained ## Train a model unless one exists for the current data and config
 
@@ -52,7 +70,7 @@ lint: install ## Static checks
 validate: install ## Check the training data and domain
 	$(RASA) data validate --quiet
 
-pytest: install train ## Unit, component, action and end-to-end tests
+pytest: install train browser ## Unit, component, action, end-to-end and browser tests
 	$(VENV)/bin/pytest
 
 stories: install train ## Conversation tests (fail on any prediction error)

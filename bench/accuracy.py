@@ -71,7 +71,7 @@ def _evaluate(contender: Contender, workspace: Workspace, cases_file: Path) -> D
         workspace.child_env(),
         PROJECT_ROOT,
         log,
-        heartbeat=lambda elapsed: say(f"  still evaluating {contender.name} ({clock(elapsed)})"),
+        heartbeat=lambda elapsed: say(f"  still evaluating {contender.name} on {cases_file.name} ({clock(elapsed)})"),
     )
     if finished.returncode != 0 or not report.exists():
         raise EvaluationFailed(f"evaluating {contender.name} on {cases_file.name} failed; see {log}")

@@ -16,7 +16,7 @@ from bench import accuracy, load, report, training
 from bench.processes import run_measured
 from bench.progress import clock, say
 from bench.report import ContenderResult, RunSettings
-from bench.servers import BenchServers, ServerFailed
+from bench.servers import BenchServers
 from bench.workspace import (
     BENCH_DIR,
     DEFAULT_CONFIG,
@@ -198,6 +198,9 @@ def run(args: argparse.Namespace) -> int:
         else:
             results[contender.name].training = training.train(contender, workspace)
         results[contender.name].model_size_mb = contender.model.stat().st_size / 1024 / 1024
+    if len({r.training.data for r in results.values() if r.training}) > 1:
+        say("WARNING: data/ or domain.yml changed between the trainings: the models saw different data")
+        notes.append("Warning: data/ or domain.yml changed between the two trainings (different data).")
     for contender in contenders:
         results[contender.name].accuracy = accuracy.measure(contender, workspace, faq_file, risk_file)
     profile = None
@@ -221,12 +224,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         say("interrupted: every server and child process was stopped")
         return 130
-    except (
-        training.TrainingFailed,
-        accuracy.EvaluationFailed,
-        ServerFailed,
-        load.LoadFailed,
-        ProfilingFailed,
-    ) as error:
+    except RuntimeError as error:  # TrainingFailed, EvaluationFailed, ServerFailed, LoadFailed, ProfilingFailed...
         say(f"FAILED: {error}")
         return 1

@@ -141,10 +141,11 @@ def _rows(results: Sequence[ContenderResult], users: Sequence[int]) -> List[List
         row("Server peak RSS (VmHWM, whole run)", lambda r: _mb(r.peak_rss_mb)),
     ]
     for count in users:
-        rows.append(row(f"Throughput @{count} users", level(count, lambda lv: f"{lv.throughput:.1f} msg/s")))
+        at = f"@{count} user" + ("s" if count != 1 else "")
+        rows.append(row(f"Throughput {at}", level(count, lambda lv: f"{lv.throughput:.1f} msg/s")))
         rows.append(
             row(
-                f"p50 / p95 / p99 @{count} users",
+                f"p50 / p95 / p99 {at}",
                 level(count, lambda lv: " / ".join(_ms(lv.p(p)) for p in (50, 95, 99))),
             )
         )
@@ -229,8 +230,9 @@ def _findings(profile: Dict[str, Any], ours: Optional[ContenderResult]) -> List[
 
 
 def _profile_section(profile: Dict[str, Any], ours: Optional[ContenderResult]) -> List[str]:
-    def rows(entries: Sequence[Dict[str, Any]], key: str) -> List[List[str]]:
-        return [[f"`{e[key]}`", f"{e['ms_per_message']:.3f}", f"{e['share']:.1%}"] for e in entries]
+    def rows(entries: Sequence[Dict[str, Any]], key: str, code: bool = True) -> List[List[str]]:
+        quote = "`" if code else ""
+        return [[f"{quote}{e[key]}{quote}", f"{e['ms_per_message']:.3f}", f"{e['share']:.1%}"] for e in entries]
 
     lines = [
         "## Where the time goes (our configuration)",
@@ -245,7 +247,7 @@ def _profile_section(profile: Dict[str, Any], ours: Optional[ContenderResult]) -
         "",
         "Phases of a turn (ms per message under the profiler):",
         "",
-        _table(["phase", "ms/message", "share"], rows(profile["stages"], "name")),
+        _table(["phase", "ms/message", "share"], rows(profile["stages"], "name", code=False)),
         "",
         "Graph components:",
         "",

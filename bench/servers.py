@@ -33,7 +33,8 @@ class BenchServers:
     """`with BenchServers(...) as servers:` runs both servers and always stops them.
 
     The command lines come from bot.services (what `make run` starts), with
-    the bench ports, the bench endpoints file and this contender's model.
+    the bench ports, the bench endpoints file, this contender's model and only
+    the REST channel of credentials.yml.
     """
 
     def __init__(self, contender: Contender, workspace: Workspace) -> None:
@@ -43,6 +44,8 @@ class BenchServers:
         self.env = service_environment(self.settings, env)
         wanted = ("action server", "rasa server")
         self.services = [s for s in assistant_services(self.settings) if s.name in wanted]
+        rasa = next(s for s in self.services if s.name == "rasa server")
+        rasa.command[rasa.command.index("--credentials") + 1] = str(workspace.write_credentials())
         self.contender = contender
         self.logs = {s.name: workspace.logs / f"{contender.name}-{s.name.replace(' ', '-')}.log" for s in self.services}
         self._processes: List[subprocess.Popen] = []

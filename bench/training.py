@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -26,6 +27,8 @@ class TrainingResult:
     peak_rss_mb: float
     trained_at: str
     config: str
+    inputs: str = ""
+    data: str = ""
     reused: bool = False
 
 
@@ -64,17 +67,36 @@ def write_quick_config(source: Path, target: Path, epochs: int) -> Path:
     return target
 
 
+def data_fingerprint() -> str:
+    """A hash of the training data and domain, the same for every contender."""
+    digest = hashlib.sha256()
+    for path in [PROJECT_ROOT / "domain.yml", *sorted((PROJECT_ROOT / "data").rglob("*.yml"))]:
+        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def inputs_fingerprint(config: Path) -> str:
+    """A hash of everything a model is trained from: config, domain and data."""
+    return hashlib.sha256(config.read_bytes() + data_fingerprint().encode()).hexdigest()[:16]
+
+
 def reuse(contender: Contender) -> Optional[TrainingResult]:
-    """The record of an earlier training of this contender, if its model is still there."""
+    """The record of an earlier training of this contender if its model is there and its inputs unchanged."""
     if not contender.model.exists() or not contender.training_record.exists():
+        say(f"no earlier {contender.name} model in {contender.model_dir}")
         return None
     record = json.loads(contender.training_record.read_text(encoding="utf-8"))
+    if record.get("inputs") != inputs_fingerprint(contender.config):
+        say(f"the {contender.name} model in {contender.model_dir} was trained on other data or config")
+        return None
     record["reused"] = True
     return TrainingResult(**record)
 
 
 def train(contender: Contender, workspace: Workspace) -> TrainingResult:
     """`rasa train --config ... --out ...` with an empty cache, so every component really trains."""
+    inputs, data = inputs_fingerprint(contender.config), data_fingerprint()
     cache = workspace.root / "rasa-cache" / contender.name
     shutil.rmtree(cache, ignore_errors=True)
     shutil.rmtree(contender.model_dir, ignore_errors=True)
@@ -107,6 +129,8 @@ def train(contender: Contender, workspace: Workspace) -> TrainingResult:
         peak_rss_mb=finished.peak_rss_mb,
         trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         config=str(contender.config.relative_to(PROJECT_ROOT)),
+        inputs=inputs,
+        data=data,
     )
     contender.training_record.write_text(json.dumps(asdict(result), indent=2), encoding="utf-8")
     say(f"trained {contender.name} in {clock(result.wall_seconds)} (peak RSS {result.peak_rss_mb:.0f} MB)")

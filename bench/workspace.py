@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_ROOT / "bench"
 WORK_DIR = BENCH_DIR / "work"
@@ -91,6 +93,20 @@ class Workspace:
             raise RuntimeError(f"endpoints.yml: expected one action_endpoint url on port 5055, found {count}")
         self.endpoints_file.write_text(endpoints, encoding="utf-8")
         return self.endpoints_file
+
+    @property
+    def credentials_file(self) -> Path:
+        """credentials.yml with the REST channel only."""
+        return self.root / "credentials.yml"
+
+    def write_credentials(self) -> Path:
+        """The REST channel section of credentials.yml: the one channel under test, needing no secrets."""
+        channels = yaml.safe_load((PROJECT_ROOT / "credentials.yml").read_text(encoding="utf-8")) or {}
+        rest = {name: value for name, value in channels.items() if name == "rest" or name.endswith("RestInput")}
+        if not rest:
+            raise RuntimeError("credentials.yml has no REST channel (`rest:` or a RestInput subclass)")
+        self.credentials_file.write_text(yaml.safe_dump(rest, sort_keys=False), encoding="utf-8")
+        return self.credentials_file
 
     def child_env(self) -> Dict[str, str]:
         """Environment of every child: project importable, bench ports, no real alerts."""

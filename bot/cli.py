@@ -65,8 +65,15 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _shell(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.services import Supervisor, assistant_services, rasa_executable, service_environment
+    from bot.services import (
+        Supervisor,
+        activate_channels,
+        assistant_services,
+        rasa_executable,
+        service_environment,
+    )
 
+    activate_channels(settings)
     env = service_environment(settings)
     action_server = [s for s in assistant_services(settings) if s.name == "action server"]
     supervisor = Supervisor(action_server, env, settings.project_root)
@@ -77,6 +84,7 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
             rasa_executable(), "shell",
             "--model", str(settings.model_dir),
             "--endpoints", str(settings.endpoints_file),
+            "--credentials", str(settings.active_credentials_file),
         ]
         return subprocess.call(command, env=env, cwd=settings.project_root)
     finally:
@@ -131,7 +139,13 @@ def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
 def _unanswered(args: argparse.Namespace, settings: Settings) -> int:
     from bot.unanswered.report import run_report
 
-    return run_report(settings.unanswered, since=args.since, json_path=args.json, examples=args.examples)
+    return run_report(
+        settings.unanswered,
+        since=args.since,
+        json_path=args.json,
+        examples=args.examples,
+        min_similarity=args.min_similarity,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     unanswered.add_argument("--since", metavar="DATE", help="only questions from this day on (YYYY-MM-DD)")
     unanswered.add_argument("--json", metavar="OUT", help="also write the groups as JSON here")
     unanswered.add_argument("--examples", type=int, default=3, metavar="N", help="other phrasings shown per group")
+    unanswered.add_argument(
+        "--min-similarity", type=float, metavar="X", help="how alike the questions in a group must be (0-1)"
+    )
     unanswered.set_defaults(handler=_unanswered)
     return parser
 

@@ -44,6 +44,15 @@ def rasa_executable() -> str:
     return str(Path(sys.executable).with_name("rasa"))
 
 
+def activate_channels(settings: Settings, env: Optional[Mapping[str, str]] = None) -> List[str]:
+    """Writes the credentials of the channels whose variables are set; returns their names."""
+    from bot.channels.credentials import write_active_credentials
+
+    return write_active_credentials(
+        settings.credentials_file, os.environ if env is None else env, settings.active_credentials_file
+    )
+
+
 def assistant_services(settings: Settings) -> List[Service]:
     """Action server, Rasa server, alert delivery worker and console, as `make run` starts them."""
     return [
@@ -61,7 +70,7 @@ def assistant_services(settings: Settings) -> List[Service]:
                 "--port", str(settings.rasa_port),
                 "--model", str(settings.model_dir),
                 "--endpoints", str(settings.endpoints_file),
-                "--credentials", str(settings.credentials_file),
+                "--credentials", str(settings.active_credentials_file),
             ],
             ready_url=f"http://127.0.0.1:{settings.rasa_port}/",
         ),
@@ -196,6 +205,8 @@ def run_all(settings: Settings) -> int:
             f"  user: clinician  password: {password}",
             flush=True,
         )
+    channels = activate_channels(settings)
+    print("Channels on: " + ", ".join(name.rsplit(".", 1)[-1] for name in channels), flush=True)
     supervisor = Supervisor(assistant_services(settings), service_environment(settings), settings.project_root)
     supervisor.start()
     if not supervisor.wait_until_ready():
@@ -207,6 +218,7 @@ def run_all(settings: Settings) -> int:
         f"  REST channel:  POST http://localhost:{settings.rasa_port}/webhooks/rest/webhook\n"
         f"  HTTP API:      http://localhost:{settings.rasa_port}/ (token required)\n"
         f"  Action server: http://localhost:{settings.action_port}/webhook\n"
+        f"  Demo page:     http://localhost:{settings.console_port}/ (clinic page with the chat widget)\n"
         f"  Console:       http://localhost:{settings.console_port}/console\n"
         "Press Ctrl-C to stop.",
         flush=True,

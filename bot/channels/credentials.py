@@ -73,6 +73,20 @@ def active_credentials(template: Mapping[str, Any], env: Mapping[str, str]) -> d
     return active
 
 
+def _check_rasa_expands(text: str) -> None:
+    """Rasa expands `${VAR}` in plain scalars only: a quoted one would reach the channel as literal text."""
+    pending = [yaml.compose(text)]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, yaml.ScalarNode):
+            if _VARIABLE.search(node.value) and node.style is not None:
+                raise ValueError(f"{node.value!r} cannot be written so that Rasa expands it; simplify the value.")
+        elif isinstance(node, yaml.MappingNode):
+            pending.extend(item for pair in node.value for item in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+
+
 def write_active_credentials(template: Path, env: Mapping[str, str], out: Path) -> List[str]:
     """Writes the channels of `template` whose variables are set in `env` to `out`.
 
@@ -93,6 +107,7 @@ def write_active_credentials(template: Path, env: Mapping[str, str], out: Path) 
     )
     if active:
         text += yaml.safe_dump(active, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        _check_rasa_expands(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
     try:

@@ -99,8 +99,10 @@ class NamespacedSocketIOOutput(SocketIOOutput):
         await self.sio.emit(self.bot_message_evt, response, room=socket_id, namespace=self.namespace)
 
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
-        """Sends a custom payload to the recipient's room."""
-        await self.sio.emit(self.bot_message_evt, json_message, room=recipient_id, namespace=self.namespace)
+        """Sends a custom payload's `data` (Rasa's convention) to the recipient's room, never another."""
+        await self.sio.emit(
+            self.bot_message_evt, json_message.get("data"), room=recipient_id, namespace=self.namespace
+        )
 
 
 class HardenedSocketIOInput(SocketIOInput):
@@ -167,6 +169,8 @@ class HardenedSocketIOInput(SocketIOInput):
         self.allowed_origins = list(allowed_origins)
         if "*" in self.allowed_origins:
             logger.warning("CHAT_ALLOWED_ORIGINS contains '*': a page on any website can open a chat socket.")
+        else:
+            logger.info("The chat socket accepts browser pages from: %s", ", ".join(self.allowed_origins))
 
     def get_output_channel(self) -> Optional[rasa.core.channels.channel.OutputChannel]:
         """The output channel used to push messages outside a conversation turn."""

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, Row
 
+from bot.db import create_tables
 from bot.escalation.config import EMAIL, WEBHOOK, EscalationConfig
 
 logger = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ class EscalationStore:
             engine = engine.execution_options(schema_translate_map={None: schema})
         self._engine: Engine = engine
         self._dialect = url.get_backend_name()
-        metadata.create_all(self._engine)
+        create_tables(metadata, self._engine)
 
     @classmethod
     def from_config(cls, config: EscalationConfig) -> EscalationStore:

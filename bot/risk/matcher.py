@@ -8,7 +8,7 @@ microseconds per message.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, Iterable, List, Sequence, Tuple
 
 from bot.risk.patterns import Pattern, PatternBook, SpecKind, TokenSpec
 
@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from spacy.pipeline import Lemmatizer
 
 _KEY_SEPARATOR = "#"
+_Trigger = Tuple[FrozenSet[str], ...]
 _NUMBER_KEY = "#number"
+# How many of a pattern's required words are checked before its matcher runs.
+_TRIGGER_SPECS = 3
 DISTANT_PAST = "grammar.distant_past"
 
 
@@ -114,11 +117,11 @@ class RiskMatcher:
     Building it loads the spaCy pipeline and compiles all patterns, so build it
     once (the Rasa component does so in `create`) and reuse it.
 
-    Running hundreds of patterns with gaps through one spaCy `Matcher` costs about
-    a millisecond per message. Each pattern is therefore filed under its most
-    selective required word ("suicidal" rather than "i"), patterns filed under
+    Running a thousand patterns with gaps through one spaCy `Matcher` costs a
+    few milliseconds per message. Each pattern is therefore filed under its most
+    selective required words ("suicidal" rather than "i"); patterns filed under
     the same words share a `Matcher`, and a message only runs the matchers whose
-    words it contains.
+    required words it contains.
     """
 
     def __init__(self, book: PatternBook) -> None:
@@ -130,21 +133,21 @@ class RiskMatcher:
         self._known = frozenset(STOP_WORDS) | book.vocabulary() | set(self._overrides)
         self._common = frozenset(STOP_WORDS)
         self._matchers: List[Matcher] = []
-        self._matcher_of_trigger: Dict[FrozenSet[str], int] = {}
         self._index: Dict[str, List[int]] = {}
+        self._triggers: List[_Trigger] = []
         self._patterns: Dict[str, Tuple[Tuple[bool, ...], bool]] = {}
         named = [(r.id, r.patterns) for r in book.rules]
         named += [(m.id, m.patterns) for m in (*book.idioms, *book.signals, *book.escalators)]
         named.append((DISTANT_PAST, book.grammar.distant_past))
-        for name, patterns in named:
-            self._add(name, patterns)
+        self._build(named)
 
     @property
     def pattern_count(self) -> int:
         """How many compiled patterns the matcher runs (after `%phrase` expansion)."""
         return len(self._patterns)
 
-    def _trigger(self, pattern: Pattern) -> FrozenSet[str]:
+    def _trigger(self, pattern: Pattern) -> _Trigger:
+        """The pattern's most selective required specs, as sets of index keys."""
         required = [spec for spec in pattern.specs if spec.kind is not SpecKind.GAP and not spec.optional]
 
         def cost(spec: TokenSpec) -> int:
@@ -152,25 +155,28 @@ class RiskMatcher:
                 return 60
             return sum(50 if word in self._common else 1 for word in spec.words)
 
-        return _spec_keys(min(required, key=cost), self._lemma_of)
+        keys = [_spec_keys(spec, self._lemma_of) for spec in sorted(required, key=cost)]
+        return tuple(dict.fromkeys(keys))[:_TRIGGER_SPECS]
 
-    def _add(self, name: str, patterns: Iterable[Pattern]) -> None:
+    def _build(self, named: Sequence[Tuple[str, Iterable[Pattern]]]) -> None:
         from spacy.matcher import Matcher
 
         # One matcher key per pattern: alignments are only meaningful per pattern.
-        for index, pattern in enumerate(patterns):
-            key = f"{name}{_KEY_SEPARATOR}{index}"
-            trigger = self._trigger(pattern)
-            position = self._matcher_of_trigger.get(trigger)
-            if position is None:
-                position = len(self._matchers)
-                self._matchers.append(Matcher(self._nlp.vocab, validate=True))
-                self._matcher_of_trigger[trigger] = position
-                for trigger_key in trigger:
-                    self._index.setdefault(trigger_key, []).append(position)
-            compiled = [t for spec in pattern.specs for t in _compile(spec, self._lemma_of)]
-            self._matchers[position].add(key, [compiled])
-            self._patterns[key] = (_gap_flags(pattern), pattern.anchored)
+        by_trigger: Dict[_Trigger, List[Tuple[str, Pattern]]] = {}
+        for name, patterns in named:
+            for index, pattern in enumerate(patterns):
+                key = f"{name}{_KEY_SEPARATOR}{index}"
+                by_trigger.setdefault(self._trigger(pattern), []).append((key, pattern))
+        for trigger, members in by_trigger.items():
+            matcher = Matcher(self._nlp.vocab, validate=True)
+            for key, pattern in members:
+                compiled = [t for spec in pattern.specs for t in _compile(spec, self._lemma_of)]
+                matcher.add(key, [compiled])
+                self._patterns[key] = (_gap_flags(pattern), pattern.anchored)
+            for trigger_key in trigger[0]:
+                self._index.setdefault(trigger_key, []).append(len(self._matchers))
+            self._matchers.append(matcher)
+            self._triggers.append(trigger)
 
     def is_known_word(self, word: str) -> bool:
         """True for real English words, which the normaliser must not "correct"."""
@@ -205,7 +211,11 @@ class RiskMatcher:
                     is_question_mark=t.text.startswith("?"),
                 )
             )
-        candidates = sorted({m for key in keys for m in self._index.get(key, ())})
+        candidates = sorted(
+            m
+            for m in {m for key in keys for m in self._index.get(key, ())}
+            if all(not required.isdisjoint(keys) for required in self._triggers[m][1:])
+        )
         matches = []
         strings = self._nlp.vocab.strings
         for position in candidates:

@@ -373,33 +373,47 @@ class _BookParser:
         return tuple(p for source in sources for p in self.expand(str(source), where))
 
     def expand(self, source: str, where: str) -> List[Pattern]:
-        """Parses a pattern line, one `Pattern` per combination of `%phrase`s."""
+        """Parses a pattern line, one `Pattern` per combination of choices."""
         if source.count("(") != source.count(")"):
             raise self.fail(where, f"unbalanced brackets in {source!r}")
         parts = _PATTERN_TOKEN.findall(source)
         anchored = bool(parts) and parts[0][2] == "^"
-        parts = parts[1:] if anchored else parts
+        patterns = []
+        for specs in self.sequences(parts[1:] if anchored else parts, source, where, phrases=True):
+            specs = _merge_gaps(tuple(specs))
+            self.check(specs, source, where)
+            patterns.append(Pattern(source, specs, anchored))
+        return patterns
+
+    def sequences(
+        self, parts: List[Tuple[str, str, str]], source: str, where: str, phrases: bool
+    ) -> List[List[TokenSpec]]:
+        """Every spec sequence the parsed parts of a line (or phrase fragment) allow."""
         choices: List[List[List[TokenSpec]]] = []
         for inner, optional, raw in parts:
             if not raw:
                 alternatives = [a.split() for a in inner.split("|")]
                 if not all(alternatives):
                     raise self.fail(where, f"empty choice in {source!r}")
-                options = [self.specs(a, source, where) for a in alternatives]
+                # One-word choices share one spec: fewer patterns for the matcher.
+                single = [a[0] for a in alternatives if len(a) == 1 and _WORD.match(a[0])]
+                options = [self.specs(["|".join(single)], source, where)] if single else []
+                options += [self.specs(a, source, where) for a in alternatives if a[0] not in single or len(a) > 1]
                 choices.append(options + [[]] if optional else options)
             elif raw.startswith("%"):
-                fragments = self.phrases.get(raw[1:])
+                fragments = self.phrases.get(raw[1:]) if phrases else None
                 if fragments is None:
-                    raise self.fail(where, f"unknown phrase {raw!r} in {source!r}")
-                choices.append([self.specs(f.split(), source, where) for f in fragments])
+                    raise self.fail(where, f"unknown or nested phrase {raw!r} in {source!r}")
+                choices.append(
+                    [
+                        sequence
+                        for fragment in fragments
+                        for sequence in self.sequences(_PATTERN_TOKEN.findall(fragment), source, where, False)
+                    ]
+                )
             else:
                 choices.append([self.specs([raw], source, where)])
-        patterns = []
-        for combination in itertools.product(*choices):
-            specs = _merge_gaps(tuple(spec for part in combination for spec in part))
-            self.check(specs, source, where)
-            patterns.append(Pattern(source, specs, anchored))
-        return patterns
+        return [[spec for part in combination for spec in part] for combination in itertools.product(*choices)]
 
     def specs(self, raws: List[str], source: str, where: str) -> List[TokenSpec]:
         specs = []

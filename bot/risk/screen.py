@@ -12,7 +12,7 @@ A pattern match only counts if
   for "I feel really hot");
 - an anchored pattern ("^ want to die") opens its clause.
 Of the matches that count, the most urgent wins; ties go to the category listed
-first in the pattern book, then to the earliest match.
+first in the pattern book, then to the earliest, then to the longest match.
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ class _Parsed:
 class RiskScreen:
     """Screens a message for risk with the rules of a `PatternBook`.
 
-    Construction builds the spaCy pipeline and compiles the patterns (about a
-    second); `analyse` and `screen` then take well under a millisecond for a
-    typical message.
+    Construction loads spaCy, builds the pipeline and compiles the patterns (a
+    few seconds, once per process); `analyse` and `screen` then take a fraction
+    of a millisecond for a typical message. `explain` shows why each match
+    counted or not.
     """
 
     def __init__(self, book: PatternBook) -> None:
@@ -284,7 +285,7 @@ class RiskScreen:
         "Will the medicine make me feel like I'm dying?" is one question;
         "can you die from this I took 5 pills" is a question, then a statement.
         """
-        return not any(parsed.tokens[i].form in _NEW_SUBJECTS for i in range(modal + 2, match.start))
+        return not any(parsed.tokens[i].form in _NEW_SUBJECTS for i in range(modal + 2, match.start + 1))
 
     def _is_open_modal(self, parsed: _Parsed, index: int) -> bool:
         """A modal that is neither negated ("can't") nor followed by "be" ("might be")."""
@@ -314,7 +315,7 @@ class RiskScreen:
 
     @staticmethod
     def _refers_back(parsed: _Parsed, index: int) -> bool:
-        """ "..., but that was years ago": the time applies to what came before."""
+        """In "..., but that was years ago" the time applies to what came before."""
         clause = parsed.clause_of[index]
         for before in range(index - 1, max(-1, index - 4), -1):
             if parsed.clause_of[before] != clause:
@@ -326,12 +327,12 @@ class RiskScreen:
     # -- decision ---------------------------------------------------------------
 
     def _decide(self, parsed: _Parsed, matches: List[RawMatch], normalised: NormalisedText) -> Optional[RiskDecision]:
-        best: Optional[Tuple[Tuple[int, int, int], RiskDecision]] = None
+        best: Optional[Tuple[Tuple[int, int, int, int], RiskDecision]] = None
         for match, rule, verdict, escalated_by in self._evaluate(parsed, matches):
             if verdict != _COUNTS:
                 continue
             level = Level.URGENT if escalated_by else rule.level
-            rank = (level.rank, self.book.category_rank(rule.category), -match.start)
+            rank = (level.rank, self.book.category_rank(rule.category), -match.start, match.end)
             if best is None or rank > best[0]:
                 start = parsed.tokens[match.start].start
                 end = parsed.tokens[match.end - 1].end
@@ -419,12 +420,19 @@ class RiskScreen:
         return first < end and self._opens_question(parsed.tokens[first])
 
     def _opens_clause(self, parsed: _Parsed, index: int) -> bool:
+        """True if only openers ("so", "just") or "do"/"can" before "not" precede it."""
         clause = parsed.clause_of[index]
         for before in range(index - 1, -1, -1):
             if parsed.clause_of[before] != clause:
                 return True
             token = parsed.tokens[before]
-            if not (self._is_opener(token) or token.is_punct):
+            # "dont want to live", "cant stay safe": the auxiliary belongs to the "not".
+            negated_auxiliary = (
+                before == index - 1
+                and parsed.tokens[index].lemma in self._grammar.negators
+                and (token.form in self._grammar.auxiliaries or token.lemma in self._grammar.modals)
+            )
+            if not (self._is_opener(token) or token.is_punct or negated_auxiliary):
                 return False
         return True
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, TextIO
 
 from bot.unanswered.config import UnansweredConfig
 from bot.unanswered.decision import FALLBACK, LOW_CONFIDENCE
-from bot.unanswered.grouping import DEFAULT_EXAMPLES, QuestionGroup, group_questions
+from bot.unanswered.grouping import DEFAULT_EXAMPLES, DEFAULT_MIN_SIMILARITY, QuestionGroup, group_questions
 
 REASON_LABELS = {FALLBACK: "fallback or Did you mean", LOW_CONFIDENCE: "unsure answer"}
 
@@ -90,9 +90,11 @@ def run_report(
     since: Optional[str] = None,
     json_path: Optional[str] = None,
     examples: int = DEFAULT_EXAMPLES,
+    min_similarity: Optional[float] = None,
     out: Optional[TextIO] = None,
 ) -> int:
     """Reads the stored questions, groups them and prints the report; returns the exit status."""
+    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
     from sqlalchemy.exc import SQLAlchemyError
 
     from bot.unanswered.store import UnansweredStore
@@ -105,6 +107,9 @@ def run_report(
     if examples < 0:
         print("error: --examples must be 0 or more", file=sys.stderr)
         return 2
+    if not 0.0 < min_similarity <= 1.0:
+        print("error: --min-similarity must be above 0 and at most 1", file=sys.stderr)
+        return 2
     store = UnansweredStore(config.db_url)
     try:
         questions = store.questions(since_date)
@@ -113,7 +118,7 @@ def run_report(
         return 1
     finally:
         store.dispose()
-    groups = group_questions(questions)
+    groups = group_questions(questions, min_similarity)
     (out or sys.stdout).write(format_report(groups, since_date, examples))
     if json_path:
         path = Path(json_path)

@@ -17,7 +17,7 @@ Known limits: a name written in lower case mid-sentence ("my friend sarah") or
 a first name alone at the start of a sentence ("Sarah, is it legal?") is not found,
 and a capitalised word we do not know mid-sentence ("what about Kratom") is
 removed. Emails and phone numbers use the project's definition in
-`bot.contact`; links are removed too because they often carry names.
+`bot.contact`; links and @handles are removed too because they often carry names.
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ _NAME_CUE = re.compile(
 )
 _CUE_WINDOW = 30
 _LINK = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
+_HANDLE = re.compile(r"(?<![\w@])@\w{2,}")
 _WORD = re.compile(r"\[(?:EMAIL|PHONE|NAME|LINK)\]|[^\W\d_]+(?:['’][^\W\d_]+)*")
 _ACRONYM = re.compile(r"[A-Z]{2,5}s?")
 _SENTENCE_END = re.compile(r"[.!?:\n]")
@@ -112,6 +113,7 @@ def scrub_personal_data(text: str) -> str:
     text = _CONTROL.sub(" ", text)
     text = _LINK.sub(LINK_PLACEHOLDER, text)
     text = _replace_contact_details(text)
+    text = _HANDLE.sub(NAME_PLACEHOLDER, text)
     text = _replace_names(text)
     text = _SPACES.sub(" ", text).strip()
     if len(text) > MAX_TEXT_LENGTH:

@@ -9,6 +9,7 @@ from typing import Any, List, Optional, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.db import create_tables
 from bot.unanswered.decision import UnansweredQuestion
 
 metadata = sa.MetaData()
@@ -48,7 +49,7 @@ class UnansweredStore:
         if self._schema_ready:
             return
         _ensure_sqlite_directory(self.url)
-        metadata.create_all(self._engine)
+        create_tables(metadata, self._engine)
         self._schema_ready = True
 
     def add(self, questions: Sequence[UnansweredQuestion]) -> None:

@@ -1,4 +1,4 @@
-"""The clinician console: a Sanic app serving the page under /console and JSON under /api."""
+"""The clinician console (page under /console, JSON under /api) and the demo clinic page at /, in one Sanic app."""
 
 from __future__ import annotations
 

@@ -88,9 +88,15 @@ def test_valid_requests(body: bytes, expected: dict):
         pytest.param(
             _body({"message": "hi", "sender": "s" * (MAX_SENDER_CHARS + 1)}), '"sender" is required', id="long sender"
         ),
-        pytest.param(_body({"message": "hi", "sender": "u", "metadata": "x"}), '"metadata" must be', id="string metadata"),
-        pytest.param(_body({"message": "hi", "sender": "u", "metadata": [1]}), '"metadata" must be', id="list metadata"),
-        pytest.param(_body({"message": "hi", "sender": "u", "metadata": 3}), '"metadata" must be', id="number metadata"),
+        pytest.param(
+            _body({"message": "hi", "sender": "u", "metadata": "x"}), '"metadata" must be', id="string metadata"
+        ),
+        pytest.param(
+            _body({"message": "hi", "sender": "u", "metadata": [1]}), '"metadata" must be', id="list metadata"
+        ),
+        pytest.param(
+            _body({"message": "hi", "sender": "u", "metadata": 3}), '"metadata" must be', id="number metadata"
+        ),
     ],
 )
 def test_invalid_requests(body: bytes, error: str):

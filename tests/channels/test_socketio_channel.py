@@ -7,9 +7,8 @@ import json
 import os
 import urllib.request
 import uuid
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import socketio
@@ -20,12 +19,14 @@ from bot.channels.socketio import (
     MAX_PACKET_BYTES,
     HardenedSocketIOInput,
     InvalidSocketMessage,
+    NamespacedSocketIOOutput,
     is_session_id,
     parse_socket_message,
 )
 from bot.channels.text import MAX_MESSAGE_CHARS
-from bot.services import Supervisor, assistant_services, service_environment
+from bot.services import Supervisor, activate_channels, assistant_services, service_environment
 from bot.settings import PROJECT_ROOT, Settings
+from bot.web.passwords import hash_password
 
 RASA_PORT = 25005
 ACTION_PORT = 25055
@@ -44,16 +45,16 @@ def project_socket_channel_section() -> Dict[str, Any]:
     return credentials[SOCKET_CHANNEL] or {}
 
 
-def start_chat_servers(workdir: Path, extra_env: Optional[Dict[str, str]] = None) -> Supervisor:
-    """Starts actions, Rasa (REST + the project's Socket.IO entry), worker and console on test ports."""
-    models = sorted((PROJECT_ROOT / "models").glob("*.tar.gz"))
-    if not models:
+def start_chat_servers(workdir: Path) -> Supervisor:
+    """Starts actions, Rasa (the project's channels), worker and console on test ports."""
+    if not sorted((PROJECT_ROOT / "models").glob("*.tar.gz")):
         pytest.fail("No trained model in models/: run `make train` first.")
     endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
     (workdir / "endpoints.yml").write_text(endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}"))
-    # The project's own channel entry; the other channels there need secrets these tests don't have.
-    credentials = {"bot.channels.rest.ValidatingRestInput": None, SOCKET_CHANNEL: project_socket_channel_section()}
-    (workdir / "credentials.yml").write_text(yaml.safe_dump(credentials), encoding="utf-8")
+    (workdir / "console_users.yml").write_text(
+        f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('unused-password-123')}'\n",
+        encoding="utf-8",
+    )
     env = {
         **os.environ,
         "RASA_AUTH_TOKEN": TOKEN,
@@ -61,17 +62,19 @@ def start_chat_servers(workdir: Path, extra_env: Optional[Dict[str, str]] = None
         "ACTION_SERVER_PORT": str(ACTION_PORT),
         "CONSOLE_PORT": str(CONSOLE_PORT),
         "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "RASA_CREDENTIALS_FILE": str(workdir / "credentials.yml"),
+        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
+        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
         "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
         "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
         "CONSOLE_USERS_FILE": str(workdir / "console_users.yml"),
         "CONSOLE_SECRET": "socketio-test-console-secret-" + "x" * 32,
-        **(extra_env or {}),
     }
-    # CHAT_ALLOWED_ORIGINS and CHAT_SOCKET_URL keep their defaults, derived from the ports.
-    env.pop("CHAT_ALLOWED_ORIGINS", None)
-    env.pop("CHAT_SOCKET_URL", None)
+    # The chat settings keep their defaults, derived from the ports above.
+    for name in ("CHAT_ALLOWED_ORIGINS", "CHAT_SOCKET_URL"):
+        env.pop(name, None)
     settings = Settings.from_env(env)
+    # The project's credentials.yml, with the channels whose secrets are unset left off.
+    assert SOCKET_CHANNEL in activate_channels(settings, env)
     supervisor = Supervisor(assistant_services(settings), service_environment(settings, env), settings.project_root)
     supervisor.start()
     if not supervisor.wait_until_ready(timeout=300):
@@ -82,14 +85,7 @@ def start_chat_servers(workdir: Path, extra_env: Optional[Dict[str, str]] = None
 
 @pytest.fixture(scope="module")
 def chat_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    from bot.web.passwords import hash_password
-
-    workdir = tmp_path_factory.mktemp("socketio-servers")
-    (workdir / "console_users.yml").write_text(
-        f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('unused-password-123')}'\n",
-        encoding="utf-8",
-    )
-    supervisor = start_chat_servers(workdir)
+    supervisor = start_chat_servers(tmp_path_factory.mktemp("socketio-servers"))
     try:
         yield supervisor
     finally:
@@ -107,34 +103,53 @@ def user_texts(sender: str) -> List[str]:
 
 
 class ChatClient:
-    """A python-socketio client that records what the server sends it.
+    """A Socket.IO client as a browser runs it: Engine.IO 4 over a websocket.
 
-    It talks long-polling only: python-engineio's websocket client needs aiohttp
-    3.10, and Rasa 3.6 pins aiohttp below that. The websocket transport, which
-    browsers use, is tested with `raw_websocket` below and in a real browser.
+    The packets are written by hand: python-engineio's websocket client needs
+    aiohttp 3.10 and Rasa 3.6 pins aiohttp below that (its long-polling client
+    works, and is used for the polling checks, but waits ~30 s to disconnect).
     """
 
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
+    def __init__(self, websocket: Any) -> None:
+        self.websocket = websocket
         self.replies: asyncio.Queue[Dict[str, Any]] = asyncio.Queue()
         self.errors: asyncio.Queue[Dict[str, Any]] = asyncio.Queue()
         self.confirmations: asyncio.Queue[str] = asyncio.Queue()
-        self.sio.on("bot_uttered", self.replies.put_nowait)
-        self.sio.on("chat_error", self.errors.put_nowait)
-        self.sio.on("session_confirm", self.confirmations.put_nowait)
+        self.closed = asyncio.Event()
+        self._reader = asyncio.create_task(self._read())
 
-    async def connect(self, origin: Optional[str] = ALLOWED_ORIGIN) -> None:
-        headers = {"Origin": origin} if origin else {}
-        await self.sio.connect(
-            f"http://127.0.0.1:{RASA_PORT}", headers=headers, transports=["polling"], wait_timeout=30
-        )
+    @classmethod
+    async def connect(cls, origin: str = ALLOWED_ORIGIN) -> "ChatClient":
+        url = f"ws://127.0.0.1:{RASA_PORT}/socket.io/?EIO=4&transport=websocket"
+        websocket = await websockets.connect(url, origin=origin, open_timeout=30, max_size=None)
+        assert (await websocket.recv()).startswith("0{"), "Engine.IO open packet"
+        await websocket.send("40")
+        assert (await websocket.recv()).startswith("40{"), "Socket.IO connect packet"
+        return cls(websocket)
+
+    async def _read(self) -> None:
+        queues = {"bot_uttered": self.replies, "chat_error": self.errors, "session_confirm": self.confirmations}
+        try:
+            async for packet in self.websocket:
+                if packet == "2":
+                    await self.websocket.send("3")
+                elif packet.startswith("42"):
+                    event, data = json.loads(packet[2:])
+                    queues[event].put_nowait(data)
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+
+    async def emit(self, event: str, data: Any) -> None:
+        await self.websocket.send("42" + json.dumps([event, data]))
 
     async def start_session(self, session_id: Optional[str] = None) -> str:
-        await self.sio.emit("session_request", {"session_id": session_id})
+        await self.emit("session_request", {"session_id": session_id})
         return await asyncio.wait_for(self.confirmations.get(), REPLY_WAIT_SECONDS)
 
     async def say(self, message: str, session_id: Optional[str]) -> None:
-        await self.sio.emit("user_uttered", {"message": message, "session_id": session_id})
+        await self.emit("user_uttered", {"message": message, "session_id": session_id})
 
     async def replies_until_buttons(self) -> List[Dict[str, Any]]:
         """Bot messages up to and including the next one that offers quick replies."""
@@ -147,36 +162,16 @@ class ChatClient:
         return await asyncio.wait_for(self.errors.get(), REPLY_WAIT_SECONDS)
 
     async def close(self) -> None:
-        await self.sio.disconnect()
+        await self.websocket.close()
+        await self._reader
 
 
-class RawSocket:
-    """Engine.IO and Socket.IO packets over a plain websocket, as a browser sends them."""
-
-    def __init__(self, websocket: Any) -> None:
-        self.websocket = websocket
-
-    async def emit(self, event: str, data: Any) -> None:
-        await self.websocket.send("42" + json.dumps([event, data]))
-
-    async def receive(self) -> List[Any]:
-        """The next Socket.IO event as [name, data]; answers the server's pings meanwhile."""
-        while True:
-            packet = await asyncio.wait_for(self.websocket.recv(), REPLY_WAIT_SECONDS)
-            if packet == "2":
-                await self.websocket.send("3")
-            elif packet.startswith("42"):
-                return json.loads(packet[2:])
-
-
-@asynccontextmanager
-async def raw_websocket(origin: str) -> AsyncIterator[RawSocket]:
-    url = f"ws://127.0.0.1:{RASA_PORT}/socket.io/?EIO=4&transport=websocket"
-    async with websockets.connect(url, origin=origin, open_timeout=30, max_size=None) as websocket:
-        assert (await websocket.recv()).startswith("0{")
-        await websocket.send("40")
-        assert (await websocket.recv()).startswith("40{")
-        yield RawSocket(websocket)
+async def polling_client(origin: str) -> socketio.AsyncClient:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(
+        f"http://127.0.0.1:{RASA_PORT}", headers={"Origin": origin}, transports=["polling"], wait_timeout=30
+    )
+    return client
 
 
 def bot_texts_of_last_turn(sender: str) -> List[str]:
@@ -246,6 +241,36 @@ def test_an_empty_origin_list_is_refused_because_it_would_allow_every_origin() -
         HardenedSocketIOInput(allowed_origins=())
 
 
+class RecordingServer:
+    """Stands in for python-socketio's AsyncServer: records what would be emitted."""
+
+    def __init__(self) -> None:
+        self.emitted: List[tuple] = []
+
+    async def emit(self, event: str, data: Any = None, room: Any = None, namespace: Any = None) -> None:
+        self.emitted.append((event, data, room, namespace))
+
+
+def test_replies_go_to_the_recipients_room_in_the_channels_namespace() -> None:
+    server = RecordingServer()
+    output = NamespacedSocketIOOutput(server, "bot_uttered", "/chat")  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await output.send_text_with_buttons("room-1", "Hello", [{"title": "Legal?", "payload": "/faq/x"}])
+        await output.send_custom_json("room-1", {"data": {"kind": "card"}, "room": "someone-else"})
+
+    asyncio.run(scenario())
+    assert server.emitted == [
+        (
+            "bot_uttered",
+            {"text": "Hello", "quick_replies": [{"content_type": "text", "title": "Legal?", "payload": "/faq/x"}]},
+            "room-1",
+            "/chat",
+        ),
+        ("bot_uttered", {"kind": "card"}, "room-1", "/chat"),
+    ]
+
+
 def test_credentials_entry_keeps_the_widget_events_and_persistence() -> None:
     section = project_socket_channel_section()
     channel = HardenedSocketIOInput.from_credentials(section)
@@ -259,9 +284,8 @@ def test_credentials_entry_keeps_the_widget_events_and_persistence() -> None:
 
 
 def test_allowed_origin_connects_and_gets_an_answer(chat_servers: Supervisor) -> None:
-    async def scenario() -> None:
-        client = ChatClient()
-        await client.connect()
+    async def scenario() -> str:
+        client = await ChatClient.connect()
         try:
             session_id = await client.start_session()
             assert is_session_id(session_id)
@@ -278,54 +302,67 @@ def test_allowed_origin_connects_and_gets_an_answer(chat_servers: Supervisor) ->
         turn = "\n\n".join(bot_texts_of_last_turn(session_id))
         assert all(reply["text"] and reply["text"] in turn for reply in replies)
         assert all(button["payload"].startswith("/") for button in replies[-1]["quick_replies"])
+        return session_id
 
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize(
-    "origin",
-    [
-        f"http://127.0.0.1:{CONSOLE_PORT + 999}",
-        f"https://127.0.0.1:{CONSOLE_PORT}",
-        f"http://127.0.0.1:{CONSOLE_PORT}.evil.example",
-        "http://evil.example",
-        "null",
-    ],
-)
-def test_a_foreign_origin_is_refused(chat_servers: Supervisor, origin: str) -> None:
+FOREIGN_ORIGINS = [
+    f"http://127.0.0.1:{CONSOLE_PORT + 999}",
+    f"https://127.0.0.1:{CONSOLE_PORT}",
+    f"http://127.0.0.1:{CONSOLE_PORT}.evil.example",
+    "http://evil.example",
+    "null",
+]
+
+
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+def test_a_foreign_origin_is_refused_on_the_websocket(chat_servers: Supervisor, origin: str) -> None:
     async def scenario() -> None:
-        client = ChatClient()
-        with pytest.raises(socketio.exceptions.ConnectionError):
-            await client.connect(origin=origin)
-        assert not client.sio.connected
         with pytest.raises(websockets.exceptions.InvalidStatusCode) as refused:
-            async with raw_websocket(origin):
-                pass
+            await ChatClient.connect(origin)
         assert refused.value.status_code == 400
 
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("origin", [f"http://localhost:{CONSOLE_PORT}", f"http://127.0.0.1:{CONSOLE_PORT}"])
-def test_both_allowed_default_origins_connect(chat_servers: Supervisor, origin: str) -> None:
+@pytest.mark.parametrize("origin", FOREIGN_ORIGINS)
+def test_a_foreign_origin_is_refused_on_long_polling(chat_servers: Supervisor, origin: str) -> None:
     async def scenario() -> None:
-        client = ChatClient()
-        await client.connect(origin=origin)
-        assert is_session_id(await client.start_session())
-        await client.close()
-        async with raw_websocket(origin) as websocket:
-            await websocket.emit("session_request", {"session_id": None})
-            event, session_id = await websocket.receive()
-            assert event == "session_confirm" and is_session_id(session_id)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await polling_client(origin)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("origin", [f"http://localhost:{CONSOLE_PORT}", f"http://127.0.0.1:{CONSOLE_PORT}"])
+def test_both_default_origins_are_allowed(chat_servers: Supervisor, origin: str) -> None:
+    async def scenario() -> None:
+        client = await ChatClient.connect(origin)
+        try:
+            assert is_session_id(await client.start_session())
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_long_polling_works_from_an_allowed_origin(chat_servers: Supervisor) -> None:
+    async def scenario() -> None:
+        client = await polling_client(ALLOWED_ORIGIN)
+        confirmed: asyncio.Queue[str] = asyncio.Queue()
+        client.on("session_confirm", confirmed.put_nowait)
+        await client.emit("session_request", {"session_id": None})
+        assert is_session_id(await asyncio.wait_for(confirmed.get(), REPLY_WAIT_SECONDS))
+        # Without waiting for the pending long-poll to return (see ChatClient).
+        await client.eio.disconnect(abort=True)
 
     asyncio.run(scenario())
 
 
 def test_connections_with_the_same_session_id_share_the_conversation(chat_servers: Supervisor) -> None:
-    async def scenario() -> None:
-        first, second, stranger = ChatClient(), ChatClient(), ChatClient()
-        for client in (first, second, stranger):
-            await client.connect()
+    async def scenario() -> tuple[str, str]:
+        first, second, stranger = [await ChatClient.connect() for _ in range(3)]
         try:
             session_id = await first.start_session()
             assert await second.start_session(session_id) == session_id
@@ -340,25 +377,24 @@ def test_connections_with_the_same_session_id_share_the_conversation(chat_server
 
             # The page reloads: a new socket with the stored session id continues the conversation.
             await first.close()
-            reloaded = ChatClient()
-            await reloaded.connect()
+            reloaded = await ChatClient.connect()
             assert await reloaded.start_session(session_id) == session_id
             await reloaded.say("/faq/legal_status", session_id)
-            assert (await reloaded.replies_until_buttons())[-1]["text"]
+            assert (await reloaded.replies_until_buttons())[-1]["quick_replies"]
             await reloaded.close()
         finally:
             for client in (first, second, stranger):
                 await client.close()
-        assert user_texts(session_id) == ["what is mdma-assisted therapy?", "/faq/legal_status"]
-        assert user_texts(other_session) == []
+        return session_id, other_session
 
-    asyncio.run(scenario())
+    session_id, other_session = asyncio.run(scenario())
+    assert user_texts(session_id) == ["what is mdma-assisted therapy?", "/faq/legal_status"]
+    assert user_texts(other_session) == []
 
 
 def test_a_session_id_the_channel_did_not_issue_is_replaced(chat_servers: Supervisor) -> None:
     async def scenario() -> None:
-        client = ChatClient()
-        await client.connect()
+        client = await ChatClient.connect()
         try:
             issued = await client.start_session("user-1")
             assert issued != "user-1" and is_session_id(issued)
@@ -383,49 +419,45 @@ def test_a_session_id_the_channel_did_not_issue_is_replaced(chat_servers: Superv
 def test_bad_payloads_are_refused_and_the_server_still_answers(
     chat_servers: Supervisor, payload: Any, code: str
 ) -> None:
-    async def scenario() -> None:
-        client = ChatClient()
-        await client.connect()
+    async def scenario() -> str:
+        client = await ChatClient.connect()
         try:
             session_id = await client.start_session()
             if isinstance(payload, dict):
                 payload["session_id"] = session_id
-            await client.sio.emit("user_uttered", payload)
+            await client.emit("user_uttered", payload)
             assert (await client.next_error())["error"] == code
             await client.say("/faq/legal_status", session_id)
             assert (await client.replies_until_buttons())[-1]["quick_replies"]
         finally:
             await client.close()
-        assert user_texts(session_id) == ["/faq/legal_status"]
+        return session_id
 
-    asyncio.run(scenario())
+    assert user_texts(asyncio.run(scenario())) == ["/faq/legal_status"]
 
 
 def test_a_socket_cannot_speak_for_another_session(chat_servers: Supervisor) -> None:
-    async def scenario() -> None:
-        owner, intruder = ChatClient(), ChatClient()
-        await owner.connect()
-        await intruder.connect()
+    async def scenario() -> str:
+        owner, intruder = await ChatClient.connect(), await ChatClient.connect()
         try:
             owners_session = await owner.start_session()
             intruders_session = await intruder.start_session()
             await intruder.say("/faq/legal_status", owners_session)
             assert (await intruder.next_error())["error"] == "session_mismatch"
-            assert owner.replies.empty()
             await intruder.say("/faq/legal_status", intruders_session)
             assert (await intruder.replies_until_buttons())[-1]["quick_replies"]
+            assert owner.replies.empty()
         finally:
             await owner.close()
             await intruder.close()
-        assert user_texts(owners_session) == []
+        return owners_session
 
-    asyncio.run(scenario())
+    assert user_texts(asyncio.run(scenario())) == []
 
 
 def test_a_message_before_the_session_is_confirmed_is_refused(chat_servers: Supervisor) -> None:
     async def scenario() -> None:
-        client = ChatClient()
-        await client.connect()
+        client = await ChatClient.connect()
         try:
             await client.say("hello", None)
             assert (await client.next_error())["error"] == "no_session"
@@ -436,22 +468,22 @@ def test_a_message_before_the_session_is_confirmed_is_refused(chat_servers: Supe
 
 
 def test_an_oversized_packet_drops_only_that_connection(chat_servers: Supervisor) -> None:
-    async def scenario() -> None:
-        async with raw_websocket(ALLOWED_ORIGIN) as flooder:
-            await flooder.emit("session_request", {"session_id": None})
-            _, session_id = await flooder.receive()
-            await flooder.emit("user_uttered", {"message": "z" * (MAX_PACKET_BYTES + 1024), "session_id": session_id})
-            with pytest.raises(websockets.exceptions.ConnectionClosed):
-                await flooder.receive()
+    async def scenario() -> tuple[str, str]:
+        flooder = await ChatClient.connect()
+        flooded_session = await flooder.start_session()
+        await flooder.say("z" * (MAX_PACKET_BYTES + 1024), flooded_session)
+        await asyncio.wait_for(flooder.closed.wait(), REPLY_WAIT_SECONDS)
+        await flooder.close()
 
-        client = ChatClient()
-        await client.connect()
+        client = await ChatClient.connect()
         try:
-            fresh = await client.start_session()
-            await client.say("/faq/legal_status", fresh)
+            session_id = await client.start_session()
+            await client.say("/faq/legal_status", session_id)
             assert (await client.replies_until_buttons())[-1]["quick_replies"]
         finally:
             await client.close()
-        assert user_texts(session_id) == []
+        return flooded_session, session_id
 
-    asyncio.run(scenario())
+    flooded_session, session_id = asyncio.run(scenario())
+    assert user_texts(flooded_session) == []
+    assert user_texts(session_id) == ["/faq/legal_status"]

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 
 from bot.escalation.store import EscalationStore
-from bot.services import Supervisor, assistant_services, service_environment
+from bot.services import Supervisor, activate_channels, assistant_services, service_environment
 from bot.settings import PROJECT_ROOT, Settings
 from bot.web.passwords import hash_password
 from tests.e2e.receiver import AlertReceiver
@@ -113,8 +113,11 @@ def assistant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAssis
         "ESCALATION_WEBHOOK_SECRET": "e2e-webhook-secret",
         "CONSOLE_USERS_FILE": str(users),
         "CONSOLE_SECRET": "e2e-console-secret-" + "x" * 32,
+        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
+        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
     }
     settings = Settings.from_env(env)
+    activate_channels(settings, env)
     supervisor = Supervisor(
         assistant_services(settings), service_environment(settings, env), settings.project_root
     )

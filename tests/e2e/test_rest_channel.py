@@ -47,7 +47,7 @@ def test_later_turns_skip_the_introduction(assistant: RunningAssistant) -> None:
 def test_unsure_question_offers_did_you_mean_and_the_choice_answers(assistant: RunningAssistant) -> None:
     sender = new_sender()
     assistant.say("hi", sender)
-    replies = assistant.say("legal or safe?", sender)
+    replies = assistant.say("what about the thing", sender)
     offer = replies[-1]
     assert "Did you mean" in offer["text"]
     titles = [b["title"] for b in offer["buttons"]]

@@ -82,7 +82,7 @@ def test_the_bot_stays_with_the_person_and_records_contact_with_consent(assistan
 def test_risk_in_the_middle_of_a_did_you_mean_prompt(assistant: RunningAssistant) -> None:
     sender = new_sender()
     assistant.say("hello", sender)
-    offer = assistant.say("legal or safe?", sender)
+    offer = assistant.say("what about the thing", sender)
     assert "Did you mean" in offer[-1]["text"]
     replies = assistant.say("none of those, I just want to end my life", sender)
     assert any("911" in r["text"] for r in replies)

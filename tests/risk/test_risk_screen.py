@@ -195,7 +195,7 @@ def test_the_most_urgent_match_wins(screen: RiskScreen) -> None:
         ("Hi. I want to kill myself", "I want to kill myself"),
         ("ok so\u2026 im gonna kms", "im gonna kms"),
         ("\U0001f62d\U0001f62d i want to dieeee \U0001f62d", "i want to dieeee"),
-        ("My friend   OD\u2019d!!!", "friend   OD\u2019d"),
+        ("My friend   OD\u2019d!!!", "My friend   OD\u2019d"),
     ],
 )
 def test_offsets_point_into_the_original_text(screen: RiskScreen, text: str, words: str) -> None:

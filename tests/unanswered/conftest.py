@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import sqlalchemy as sa
 
-from bot.services import Supervisor, assistant_services, service_environment
+from bot.services import Supervisor, activate_channels, assistant_services, service_environment
 from bot.settings import PROJECT_ROOT, Settings
 from tests.escalation.conftest import postgres_url  # noqa: F401 - the fixture, started if down
 
@@ -107,8 +107,10 @@ def assistant_with_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
         "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
         "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
         "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
+        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
     }
     settings = Settings.from_env(env)
+    activate_channels(settings, env)
     services = [s for s in assistant_services(settings) if s.name in ("action server", "rasa server")]
     supervisor = Supervisor(services, service_environment(settings, env), settings.project_root)
     supervisor.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -14,7 +15,7 @@ from bot.unanswered.store import UnansweredStore
 
 
 @pytest.fixture
-def stored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> UnansweredStore:
+def stored(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[UnansweredStore]:
     """A log with questions from October and November, read by the CLI through UNANSWERED_DB_URL."""
     url = f"sqlite:///{tmp_path / 'unanswered.db'}"
     monkeypatch.setenv("UNANSWERED_DB_URL", url)
@@ -111,3 +112,10 @@ def test_an_unreachable_database_is_an_error(
     err = capsys.readouterr().err
     assert "cannot read the unanswered questions" in err
     assert "secret" not in err
+
+
+def test_min_similarity_sets_how_alike_a_group_is(stored: UnansweredStore, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["unanswered", "--min-similarity", "1"]) == 0
+    assert capsys.readouterr().out.startswith("Unanswered questions, all dates: 5 messages in 4 groups\n")
+    assert main(["unanswered", "--min-similarity", "0"]) == 2
+    assert "--min-similarity must be above 0" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from bot.unanswered.scrub import MAX_TEXT_LENGTH, has_words, scrub_personal_data
         ("my number is (555) 123-4567.", "my number is [PHONE]."),
         ("in 2024 the FDA said no", "in 2024 the FDA said no"),
         ("see https://www.facebook.com/jane.doe please", "see [LINK] please"),
+        ("dm me @sarah_j92 on insta", "dm me [NAME] on insta"),
         # Names after a cue, whatever their case.
         ("My name is Sarah Jones and I want to know about MDMA", "My name is [NAME] and I want to know about MDMA"),
         ("my name is tom, is it legal?", "my name is [NAME], is it legal?"),

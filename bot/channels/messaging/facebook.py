@@ -22,9 +22,10 @@ from bot.channels.text import clean_user_text
 
 logger = logging.getLogger(__name__)
 
-# Messenger's limits: button and quick reply titles, buttons per template, quick replies per message.
+# Messenger's limits: button and quick reply titles, buttons per template and its text, quick replies per message.
 MAX_TITLE_CHARS = 20
 MAX_TEMPLATE_BUTTONS = 3
+MAX_TEMPLATE_TEXT_CHARS = 640
 MAX_QUICK_REPLIES = 13
 SEND_TIMEOUT_SECONDS = 10
 
@@ -60,7 +61,7 @@ class ChoicesMessengerBot(MessengerBot):
     ) -> None:
         """Sends a button template when the buttons fit one, numbered quick replies otherwise."""
         titles_fit = all(len(str(button.get("title", ""))) <= MAX_TITLE_CHARS for button in buttons)
-        if titles_fit and len(buttons) <= MAX_TEMPLATE_BUTTONS and len(text) <= 640:
+        if titles_fit and len(buttons) <= MAX_TEMPLATE_BUTTONS and len(text) <= MAX_TEMPLATE_TEXT_CHARS:
             await super().send_text_with_buttons(recipient_id, text, [dict(b) for b in buttons], **kwargs)
             return
         offered = buttons[:MAX_QUICK_REPLIES]

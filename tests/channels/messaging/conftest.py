@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Mapping
 import pytest
 
 from bot.channels.credentials import write_active_credentials
-from bot.services import Supervisor, assistant_services, service_environment
+from bot.services import Supervisor, activate_channels, assistant_services, service_environment
 from bot.settings import PROJECT_ROOT, Settings
 from bot.web.passwords import hash_password
 
@@ -50,6 +50,14 @@ CHANNEL_ENV: Dict[str, str] = {
     "FACEBOOK_PAGE_ACCESS_TOKEN": "EAAFakeTestPageAccessTokenOnly0000",
     "FACEBOOK_GRAPH_API_URL": f"{PLATFORM_URL}/facebook/v19.0",
 }
+
+MESSAGING_CHANNELS = [
+    "bot.channels.messaging.telegram.VerifiedTelegramInput",
+    "bot.channels.messaging.slack.VerifiedSlackInput",
+    "bot.channels.messaging.twilio.VerifiedTwilioInput",
+    "bot.channels.messaging.twilio.VerifiedTwilioWhatsAppInput",
+    "bot.channels.messaging.facebook.VerifiedMessengerInput",
+]
 
 
 @dataclass
@@ -139,6 +147,7 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningChanne
         "RASA_PORT": str(RASA_PORT),
         "ACTION_SERVER_PORT": str(ACTION_PORT),
         "CONSOLE_PORT": str(CONSOLE_PORT),
+        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
         "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
         "RASA_CREDENTIALS_FILE": str(workdir / "credentials.yml"),
         "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
@@ -149,8 +158,12 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningChanne
         "CONSOLE_USERS_FILE": str(users),
         "CONSOLE_SECRET": "messaging-console-secret-" + "x" * 32,
     }
-    enabled = write_active_credentials(Path("/tmp/credentials.messaging.yml"), env, workdir / "credentials.yml")
+    enabled = write_active_credentials(PROJECT_ROOT / "credentials.yml", env, workdir / "credentials.yml")
+    missing = [name for name in MESSAGING_CHANNELS if name not in enabled]
+    if missing:
+        pytest.fail(f"These channels stayed off with every variable set: {missing}")
     settings = Settings.from_env(env)
+    activate_channels(settings, env)
     supervisor = Supervisor(assistant_services(settings), service_environment(settings, env), settings.project_root)
     supervisor.start()
     try:

@@ -14,16 +14,11 @@ from rasa.shared.utils.io import read_config_file
 from bot.channels.credentials import write_active_credentials
 from bot.settings import PROJECT_ROOT
 
-from .conftest import CHANNEL_ENV
+from .conftest import CHANNEL_ENV, MESSAGING_CHANNELS
 
-TEMPLATE = Path("/tmp/credentials.messaging.yml")  # DEV-ONLY
+TEMPLATE = PROJECT_ROOT / "credentials.yml"
 REST = "bot.channels.rest.ValidatingRestInput"
-TELEGRAM = "bot.channels.messaging.telegram.VerifiedTelegramInput"
-SLACK = "bot.channels.messaging.slack.VerifiedSlackInput"
-TWILIO = "bot.channels.messaging.twilio.VerifiedTwilioInput"
-WHATSAPP = "bot.channels.messaging.twilio.VerifiedTwilioWhatsAppInput"
-MESSENGER = "bot.channels.messaging.facebook.VerifiedMessengerInput"
-MESSAGING = [TELEGRAM, SLACK, TWILIO, WHATSAPP, MESSENGER]
+TELEGRAM, SLACK, TWILIO, WHATSAPP, MESSENGER = MESSAGING = MESSAGING_CHANNELS
 
 REQUIRED: Dict[str, List[str]] = {
     TELEGRAM: ["TELEGRAM_ACCESS_TOKEN", "TELEGRAM_BOT_NAME", "TELEGRAM_WEBHOOK_URL"],
@@ -143,6 +138,13 @@ def test_variables_inside_text_lists_and_nested_settings(tmp_path: Path) -> None
     env = {"HOST": "example.org", "LABEL": "x", "TAG": "y", "OTHER_KEY": "z"}
     assert write_active_credentials(template, env, out) == ["plain.Channel", "needs.Other"]
     assert written(out)["plain.Channel"]["tags"] == ["fixed", "${TAG}"]
+
+
+def test_a_value_rasa_would_not_expand_is_an_error(tmp_path: Path) -> None:
+    template = tmp_path / "template.yml"
+    template.write_text("some.Channel:\n  token: '#${TOKEN}'\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="expands"):
+        write_active_credentials(template, {"TOKEN": "x"}, tmp_path / "out.yml")
 
 
 @pytest.mark.parametrize("content", ["- a\n- b\n", "just text\n"])

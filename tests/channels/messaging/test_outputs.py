@@ -9,7 +9,7 @@ import pytest
 
 from bot.channels.messaging.facebook import ChoicesMessengerBot, GraphApiClient
 from bot.channels.messaging.slack import SlackApiBot
-from bot.channels.messaging.telegram import TelegramBotOutput
+from bot.channels.messaging.telegram import TelegramBotOutput, VerifiedTelegramInput
 from bot.channels.messaging.twilio import MAX_BODY_CHARS, NumberedChoicesTwilioOutput, message_bodies
 
 SID = "AC" + "0123456789abcdef" * 2
@@ -98,3 +98,15 @@ def test_buttons_messenger_cannot_show_become_numbered_quick_replies(buttons: Li
     assert payload["quick_replies"] == [
         {"content_type": "text", "title": str(n), "payload": b["payload"]} for n, b in enumerate(buttons, start=1)
     ]
+
+
+def test_an_unreachable_telegram_api_at_start_up_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    channel = VerifiedTelegramInput(
+        "7012345678:AAFakeToken",
+        "mdma_info_test_bot",
+        "https://assistant.example.org/webhooks/telegram/webhook",
+        api_base_url="http://127.0.0.1:9/telegram",  # nothing listens on the discard port
+    )
+    asyncio.run(channel._register_webhook())
+    assert "Could not register the Telegram webhook" in caplog.text
+    assert "AAFakeToken" not in caplog.text
