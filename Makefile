@@ -84,5 +84,8 @@ evaluate: install train ## Held-out checks: FAQ accuracy >= 90%, no missed risk,
 test: install train lint validate pytest stories evaluate ## Everything CI runs
 	@echo "All checks passed."
 
+bench: install ## Our config.yml against Rasa 3.6's default; writes bench/results.md (about 40 min, idle machine)
+	$(PY) -m bench $(BENCH_ARGS)
+
 clean: ## Remove models and results (keeps .venv)
 	rm -rf models results .pytest_cache .ruff_cache .mypy_cache

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--skip-default-training",
         action="store_true",
-        help="reuse the default config's model from an earlier run if there is one",
+        help="reuse bench/work/default from an earlier run if it was trained on the current data and config",
     )
     parser.add_argument("--only", choices=("ours", "default"), help="measure one configuration only")
     parser.add_argument("--users", default="1,10,50", help="concurrency levels (default: 1,10,50)")

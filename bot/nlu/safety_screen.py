@@ -48,7 +48,9 @@ class SafetyScreen(GraphComponent, IntentClassifier):
       risk intent is promoted to the top, its confidence unchanged;
     - otherwise the message is left as it is.
     When it flags a message it adds the entities `risk_level` and `risk_category`
-    and a `safety_screen` output with the decision. It never removes anything.
+    and a `safety_screen` output with the decision (and the classifier's intent).
+    It removes nothing: the risk intent's old ranking entry is replaced by the new
+    one at the top, every other entry, entity and output stays.
     """
 
     @classmethod
@@ -60,8 +62,8 @@ class SafetyScreen(GraphComponent, IntentClassifier):
     def get_default_config() -> Dict[Text, Any]:
         """Returns the default configuration.
 
-        risk_intent_threshold: a risk intent ranked by a classifier at or above
-            this confidence is promoted to the top. Keep it below the FAQ
+        risk_intent_threshold: when a classifier's risk intents together reach
+            this confidence, the likelier one is promoted to the top. Keep it below the FAQ
             threshold: a missed risk costs more than a false alarm.
         urgent_intent: the intent for urgent risk.
         priority_intent: the intent for risk that needs a clinician soon.
@@ -114,17 +116,21 @@ class SafetyScreen(GraphComponent, IntentClassifier):
         return self.urgent_intent if level is Level.URGENT else self.priority_intent
 
     def _ranked_risk_intent(self, message: Message) -> Optional[Dict[Text, Any]]:
-        """The most confident risk intent a classifier ranked at or above threshold."""
+        """The likelier risk intent, if the classifier's risk intents together reach the threshold.
+
+        Urgent and priority risk share most of their words, so a classifier
+        often splits its belief between them; their sum is what says "risk".
+        """
         risk_names = {self.urgent_intent, self.priority_intent}
-        candidates = [
-            entry
-            for entry in [message.get(INTENT) or {}, *(message.get(INTENT_RANKING_KEY) or [])]
-            if entry.get(INTENT_NAME_KEY) in risk_names
-            and float(entry.get(PREDICTED_CONFIDENCE_KEY) or 0.0) >= self.risk_intent_threshold
-        ]
-        if not candidates:
+        scores: Dict[Text, float] = {}
+        for entry in [message.get(INTENT) or {}, *(message.get(INTENT_RANKING_KEY) or [])]:
+            name = entry.get(INTENT_NAME_KEY)
+            if name in risk_names:
+                scores[name] = max(scores.get(name, 0.0), float(entry.get(PREDICTED_CONFIDENCE_KEY) or 0.0))
+        if not scores or sum(scores.values()) < self.risk_intent_threshold:
             return None
-        return max(candidates, key=lambda e: float(e.get(PREDICTED_CONFIDENCE_KEY) or 0.0))
+        name = max(scores, key=lambda n: scores[n])
+        return {INTENT_NAME_KEY: name, PREDICTED_CONFIDENCE_KEY: scores[name]}
 
     def _flag_from_screen(self, message: Message, decision: RiskDecision) -> None:
         intent = {INTENT_NAME_KEY: self._intent_for(decision.level), PREDICTED_CONFIDENCE_KEY: 1.0}

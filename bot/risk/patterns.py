@@ -142,6 +142,7 @@ class Modifier:
     patterns: Patterns
     categories: FrozenSet[Category] = frozenset()
     rules: FrozenSet[str] = frozenset()
+    context: Context = Context.SITUATION
     examples: Tuple[str, ...] = ()
 
     def applies_to(self, rule: Rule) -> bool:
@@ -355,6 +356,7 @@ class _BookParser:
                     patterns=self.patterns(entry, where),
                     categories=frozenset(self.enum(Category, c, where) for c in entry.get("categories") or []),
                     rules=frozenset(str(r) for r in entry.get("rules") or []),
+                    context=self.enum(Context, entry.get("context", "situation"), where),
                     examples=self.examples(entry, where),
                 )
             )
@@ -379,8 +381,8 @@ class _BookParser:
         parts = _PATTERN_TOKEN.findall(source)
         anchored = bool(parts) and parts[0][2] == "^"
         patterns = []
-        for specs in self.sequences(parts[1:] if anchored else parts, source, where, phrases=True):
-            specs = _merge_gaps(tuple(specs))
+        for sequence in self.sequences(parts[1:] if anchored else parts, source, where, phrases=True):
+            specs = _merge_gaps(tuple(sequence))
             self.check(specs, source, where)
             patterns.append(Pattern(source, specs, anchored))
         return patterns

@@ -31,6 +31,7 @@ _COUNTS = "counts"
 _NEGATION_REACH = 3
 _BACK_REFERENCES = frozenset({"that", "it", "this", "which", "all"})
 # Pronouns that start a new statement inside an unpunctuated question.
+_FACT_MARKERS = frozenset({"still", "currently", "already"})
 _NEW_SUBJECTS = frozenset({"i", "he", "she", "we", "they"})
 # A modal this close before a match makes it a worry about later ("I'll have a ...").
 _MODAL_LOOKBACK = 3
@@ -107,7 +108,7 @@ class RiskScreen:
         self.book = book
         self._rules: Dict[str, Rule] = {rule.id: rule for rule in book.rules}
         self._idioms = {idiom.id: idiom for idiom in book.idioms}
-        self._signals = {signal.id for signal in book.signals}
+        self._signals = {signal.id: signal for signal in book.signals}
         self._escalators = {e.id: e for e in book.escalators}
         self._grammar = book.grammar
         self._matcher = RiskMatcher(book)
@@ -237,6 +238,8 @@ class RiskScreen:
         scope_start = self._scope_start(parsed, match.start)
         if not any(tokens[i].lemma in self._grammar.conditionals for i in range(scope_start, match.start)):
             return False
+        if self._states_a_fact(parsed, scope_start, match.end):
+            return False
         sentence = parsed.sentence_of[match.start]
         index = match.end
         while index < len(tokens) and parsed.sentence_of[index] == sentence:
@@ -248,6 +251,11 @@ class RiskScreen:
                     return True
             index += 1
         return False
+
+    @staticmethod
+    def _states_a_fact(parsed: _Parsed, start: int, end: int) -> bool:
+        """True when the "if" reveals a real situation: "if I still live with him"."""
+        return any(parsed.tokens[i].lemma in _FACT_MARKERS for i in range(start, min(end, len(parsed.tokens))))
 
     def _opens_question(self, token: Token) -> bool:
         grammar = self._grammar
@@ -261,7 +269,7 @@ class RiskScreen:
         sentence_start = self._scope_start(parsed, match.start)
         for index in range(sentence_start, match.start):
             if tokens[index].lemma in self._grammar.conditionals:
-                return True
+                return not self._states_a_fact(parsed, index, match.end)
             if self._phrase_at(parsed, index, self._hypothetical_phrases):
                 return True
         first = self._first_word(parsed, sentence_start, match.start + 1)
@@ -350,7 +358,9 @@ class RiskScreen:
         signals = {
             m.key
             for m in matches
-            if m.key in self._signals and not self._is_negated(parsed, m) and not self._is_hypothetical(parsed, m)
+            if m.key in self._signals
+            and not self._is_negated(parsed, m)
+            and not (self._signals[m.key].context is Context.SITUATION and self._is_hypothetical(parsed, m))
         }
         escalators = [
             self._escalators[m.key] for m in matches if m.key in self._escalators and not self._is_negated(parsed, m)

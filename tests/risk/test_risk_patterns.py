@@ -90,7 +90,7 @@ def test_a_custom_pattern_file_replaces_the_packaged_one(tmp_path: Path) -> None
         ("id: acute_crisis.test_rule", "id: Bad Id", "bad id"),
         ('"@i ~1 need a hug"', '"@nobody need a hug"', "unknown group"),
         ('"@i ~1 need a hug"', '"~1 need a hug"', "cannot start or end with a gap"),
-        ('"@i ~1 need a hug"', '"%missing hug"', "unknown phrase"),
+        ('"@i ~1 need a hug"', '"%missing hug"', "unknown or nested phrase"),
         ('"@i ~1 need a hug"', '"(need a hug"', "unbalanced brackets"),
         ("level: priority", "level: soon", "is not one of"),
         ("negators: [not, never]", "negators: [not, no]", "quote it"),
