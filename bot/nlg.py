@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, Optional, Text
 
 from rasa.core.nlg.response import TemplatedNaturalLanguageGenerator
@@ -18,18 +17,17 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
     """Renders domain responses with `{emergency_number}`, `{crisis_line}` filled in.
 
     Runs inside the Rasa server, like Rasa's default generator, so crisis
-    replies never depend on another service. Configured in endpoints.yml:
-    `nlg: {type: bot.nlg.RegionalResponseGenerator, resources_file: ...}`;
-    the region comes from CRISIS_REGION or the file's `region`.
+    replies never depend on another service. Configured in endpoints.yml as
+    `nlg: {type: bot.nlg.RegionalResponseGenerator}`; the file comes from
+    CRISIS_RESOURCES_FILE (default crisis_resources.yml) and the region from
+    CRISIS_REGION or the file's `region`.
     """
 
     def __init__(self, endpoint_config: Optional[EndpointConfig], domain: Domain) -> None:
         """Loads the crisis resources once; a bad file stops the server at start."""
         super().__init__(domain.responses)
         settings = Settings.from_env()
-        configured = (endpoint_config.kwargs.get("resources_file") if endpoint_config else None)
-        path = settings.project_root / configured if configured else settings.crisis_resources_file
-        self.crisis = load_crisis_resources(Path(path), settings.crisis_region)
+        self.crisis = load_crisis_resources(settings.crisis_resources_file, settings.crisis_region)
         self._variables: Dict[Text, Any] = self.crisis.as_template_variables()
 
     async def generate(
