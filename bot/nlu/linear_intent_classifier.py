@@ -189,7 +189,10 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
 
         with self._model_storage.write_to(self._resource) as directory:
             sio.dump({"features": self.features, "classifier": self.classifier}, directory / _MODEL_FILE)
-            dump_obj_as_json_to_file(directory / _META_FILE, {"responses": self.responses})
+            meta: Dict[Text, Any] = {"responses": self.responses}
+            if self.config["sentence_embeddings"]:
+                meta["sentence_encoder"] = self.encoder.fingerprint
+            dump_obj_as_json_to_file(directory / _META_FILE, meta)
 
     @classmethod
     def load(
@@ -213,7 +216,14 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             meta = read_json_file(directory / _META_FILE)
         classifier = cls(config, model_storage, resource, model["features"], model["classifier"], meta.get("responses"))
         if classifier.config["sentence_embeddings"]:
-            classifier.encoder.load()
+            trained_with = meta.get("sentence_encoder")
+            if trained_with != classifier.encoder.fingerprint:
+                # Other vectors than in training would quietly shift every prediction.
+                raise RasaException(
+                    "This model was trained with a different sentence encoder "
+                    f"({trained_with or 'unknown'}) than the one installed "
+                    f"({classifier.encoder.fingerprint}). Train it again: make train"
+                )
         return classifier
 
     def process(self, messages: List[Message]) -> List[Message]:

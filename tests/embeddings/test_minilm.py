@@ -86,7 +86,10 @@ def test_similarities_match_published_sentence_transformers_values(
         ]
     )
 
-    np.testing.assert_allclose(vectors @ vectors.T, published, atol=1e-4)
+    # The float32 reference matches to the printed precision; 8-bit products move
+    # these similarities by up to about 0.016.
+    tolerance = 1e-4 if encoder.backend == "numpy" else 0.03
+    np.testing.assert_allclose(vectors @ vectors.T, published, atol=tolerance)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +262,7 @@ def test_import_and_encode_never_run_the_model_package_or_torch() -> None:
         """
         import sys
         import bot.embeddings
-        loaded_at_import = {"safetensors", "tokenizers", "tensorflow"} & set(sys.modules)
+        loaded_at_import = {"safetensors", "tokenizers", "tensorflow", "onnx", "onnxruntime"} & set(sys.modules)
         assert not loaded_at_import, loaded_at_import
         encoder = bot.embeddings.SentenceEncoder.from_installed_package()
         encoder.encode(["hello"])
@@ -270,14 +273,14 @@ def test_import_and_encode_never_run_the_model_package_or_torch() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_numpy_backend_never_imports_tensorflow() -> None:
+def test_numpy_backend_never_imports_onnxruntime_or_tensorflow() -> None:
     result = run_python(
         """
         import sys
         from bot.embeddings import SentenceEncoder
         encoder = SentenceEncoder.from_installed_package(backend="numpy")
         encoder.encode(["hello", "What is PTSD?"])
-        assert "tensorflow" not in sys.modules
+        assert not {"onnxruntime", "tensorflow"} & set(sys.modules), set(sys.modules)
         """
     )
     assert result.returncode == 0, result.stderr
@@ -291,7 +294,7 @@ def test_duplicate_texts_in_one_call_get_identical_rows(encoder: SentenceEncoder
 
 
 def test_backends_agree(encoders: dict[str, SentenceEncoder]) -> None:
-    """TensorFlow repeats the NumPy reference pass; only float32 rounding may differ."""
+    """The 8-bit ONNX pass stays close to the float32 NumPy reference, batched or not."""
     texts = [
         "",
         "Hi",
@@ -301,11 +304,12 @@ def test_backends_agree(encoders: dict[str, SentenceEncoder]) -> None:
         LONG_TEXT,
     ]
     reference = encoders["numpy"].encode(texts)
-    batched = encoders["tensorflow"].encode(texts)
-    one_by_one = np.concatenate([encoders["tensorflow"].encode([text]) for text in texts])
+    batched = encoders["onnxruntime"].encode(texts)
+    one_by_one = np.concatenate([encoders["onnxruntime"].encode([text]) for text in texts])
 
-    np.testing.assert_allclose(batched, reference, atol=1e-4)
-    np.testing.assert_allclose(one_by_one, reference, atol=1e-4)
+    assert np.min(np.sum(batched * reference, axis=1)) > 0.97
+    # One text at a time inside: a text's vector never depends on its batch.
+    np.testing.assert_array_equal(batched, one_by_one)
 
 
 def test_unknown_backend_is_refused() -> None:
@@ -313,50 +317,35 @@ def test_unknown_backend_is_refused() -> None:
         SentenceEncoder.from_installed_package(backend="torch")  # type: ignore[arg-type]
 
 
-def test_tensorflow_backend_takes_one_thread_and_logs_nothing_per_call() -> None:
-    """In a fresh process the encoder picks TensorFlow's threads; with every log level on, calls stay silent."""
+def test_onnx_backend_is_rebuilt_identically() -> None:
+    """The 8-bit model is built from the weights at load; a trained classifier relies on it being the same."""
+    first = SentenceEncoder.from_installed_package(cache_size=0)
+    second = SentenceEncoder.from_installed_package(cache_size=0)
+    text = ["Can my family come to the preparation sessions?"]
+
+    assert first.fingerprint == second.fingerprint
+    assert len(first.fingerprint) == 64
+    np.testing.assert_array_equal(first.encode(text), second.encode(text))
+
+
+def test_backends_have_different_fingerprints(encoders: dict[str, SentenceEncoder]) -> None:
+    assert encoders["numpy"].fingerprint != encoders["onnxruntime"].fingerprint
+
+
+def test_onnx_backend_logs_nothing_per_call() -> None:
+    """With every log level on, loading may talk but encoding stays silent."""
     result = run_python(
         """
         import logging
         import sys
-        import tensorflow as tf
         from bot.embeddings import SentenceEncoder, installed_model_dir
-        logging.basicConfig(level=logging.INFO)
-        encoder = SentenceEncoder(installed_model_dir(), backend="tensorflow", cache_size=0)
+        logging.basicConfig(level=logging.DEBUG)
+        encoder = SentenceEncoder(installed_model_dir(), cache_size=0)
         encoder.load()
         print("LOADED", file=sys.stderr, flush=True)
         for count in (1, 1, 3, 32):
             encoder.encode([f"Message {n}: " + "tell me about the sessions " * count for n in range(count)])
-        threading = tf.config.threading
-        print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
-        """,
-        TF_CPP_MIN_LOG_LEVEL="0",
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.split("LOADED\n", 1)[1] == ""
-    assert result.stdout.split() == ["1", "1"]
-
-
-@pytest.mark.parametrize(
-    ("before_load", "threads"),
-    [
-        ("tf.config.threading.set_intra_op_parallelism_threads(2)", ["2", "0"]),
-        ("tf.constant(1.0)", ["0", "0"]),
-    ],
-    ids=["threads already chosen", "tensorflow already running"],
-)
-def test_tensorflow_threads_set_by_others_are_left_alone(before_load: str, threads: list[str]) -> None:
-    """Rasa sets threads from TF_INTRA_OP_PARALLELISM_THREADS; once TensorFlow runs they cannot change."""
-    result = run_python(
-        f"""
-        import tensorflow as tf
-        from bot.embeddings import SentenceEncoder, installed_model_dir
-        {before_load}
-        encoder = SentenceEncoder(installed_model_dir(), backend="tensorflow")
-        assert encoder.encode(["hello"]).shape == (1, 384)
-        threading = tf.config.threading
-        print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
         """
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == threads
+    assert result.stderr.split("LOADED\n", 1)[1] == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any, Dict, List, Optional
 
@@ -266,3 +267,21 @@ def test_training_keeps_answers_for_the_selector(
     classifier = _trained(model_storage, resource, execution_context, copy.deepcopy(training_data))
 
     assert classifier.responses == {key[len("utter_") :]: value for key, value in faq_responses.items()}
+
+
+def test_load_refuses_a_model_trained_with_another_sentence_encoder(
+    model_storage, resource, execution_context, training_data
+):
+    """Vectors from another encoder would quietly shift every prediction: retrain instead."""
+    _trained(model_storage, resource, execution_context, training_data, sentence_embeddings=True)
+    with model_storage.write_to(resource) as directory:
+        (meta_file,) = [path for path in directory.glob("*.json")]
+        meta = json.loads(meta_file.read_text())
+        assert len(meta["sentence_encoder"]) == 64
+        meta["sentence_encoder"] = "numpy-float32"
+        meta_file.write_text(json.dumps(meta))
+
+    with pytest.raises(RasaException, match="different sentence encoder.*make train"):
+        LinearIntentClassifier.load(
+            _config(sentence_embeddings=True), model_storage, resource, execution_context
+        )
