@@ -1,4 +1,4 @@
-"""In-process response rendering that fills in the region's crisis resources."""
+"""In-process response rendering: the region's crisis resources and the "Did you mean" topics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from bot.crisis import load_crisis_resources
 from bot.settings import Settings
+from bot.suggestions import DID_YOU_MEAN_RESPONSE, NO_SUGGESTIONS_RESPONSE, enough_to_suggest, suggested_topics
 
 
 class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
@@ -21,6 +22,12 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
     `nlg: {type: bot.nlg.RegionalResponseGenerator}`; the file comes from
     CRISIS_RESOURCES_FILE (default crisis_resources.yml) and the region from
     CRISIS_REGION or the file's `region`.
+
+    `utter_did_you_mean` also gets the FAQ topics closest to the last message
+    as its first buttons (see `bot.suggestions`); with fewer than two it is
+    rendered as `utter_default` (the general topics) instead. Doing this here
+    rather than in a custom action keeps "Did you mean" working without the
+    action server and saves the server a remote action call.
     """
 
     def __init__(self, endpoint_config: Optional[EndpointConfig], domain: Domain) -> None:
@@ -38,6 +45,21 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
         **kwargs: Any,
     ) -> Optional[Dict[Text, Any]]:
         """Generates the response with the crisis variables available to it."""
-        return await super().generate(
-            utter_action, tracker, output_channel, **{**self._variables, **kwargs}
-        )
+        variables = {**self._variables, **kwargs}
+        if utter_action == DID_YOU_MEAN_RESPONSE:
+            return await self._did_you_mean(tracker, output_channel, variables)
+        return await super().generate(utter_action, tracker, output_channel, **variables)
+
+    async def _did_you_mean(
+        self, tracker: DialogueStateTracker, output_channel: Text, variables: Dict[Text, Any]
+    ) -> Optional[Dict[Text, Any]]:
+        """The "Did you mean" response with the closest topics first, or the general topics."""
+        latest = tracker.latest_message
+        # `self.responses` rather than a copy: the agent replaces it when it loads another model.
+        topics = suggested_topics(latest.parse_data if latest else None, self.responses)
+        if not enough_to_suggest(topics):
+            return await super().generate(NO_SUGGESTIONS_RESPONSE, tracker, output_channel, **variables)
+        message = await super().generate(DID_YOU_MEAN_RESPONSE, tracker, output_channel, **variables)
+        if message is not None:
+            message["buttons"] = [*topics, *(message.get("buttons") or [])]
+        return message

@@ -37,8 +37,8 @@ class FaqConfidenceGate(GraphComponent, IntentClassifier):
 
     Rasa's FallbackClassifier only looks at intent confidence (rasa#9751), so a
     confident `faq` intent with an unsure sub-intent would still be answered.
-    The selector's ranking stays on the message, so the fallback action can
-    offer the closest topics as "Did you mean" choices.
+    The selector's ranking stays on the message, so the response generator
+    can offer the closest topics as "Did you mean" choices.
     """
 
     @classmethod

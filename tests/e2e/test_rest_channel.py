@@ -60,6 +60,27 @@ def test_unsure_question_offers_did_you_mean_and_the_choice_answers(assistant: R
     assert something_else[0]["buttons"], "something else still offers a way on"
 
 
+def test_did_you_mean_works_with_the_action_server_stopped(assistant: RunningAssistant) -> None:
+    action_health = f"http://127.0.0.1:{assistant.settings.action_port}/health"
+    assistant.supervisor.stop_service("action server")
+    try:
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(action_health, timeout=5)
+        sender = new_sender()
+        assistant.say("hi", sender)
+        offer = assistant.say("what about the thing", sender)[-1]
+        assert "Did you mean" in offer["text"]
+        payloads = [b["payload"] for b in offer["buttons"]]
+        assert payloads[-1] == "/something_else"
+        assert 2 <= len(payloads[:-1]) <= 3 and all(p.startswith("/faq/") for p in payloads[:-1])
+        assert assistant.bot_actions(sender)[-1] == "utter_did_you_mean"
+        assistant.say(payloads[0], sender)
+        assert assistant.bot_actions(sender)[-1] == "utter" + payloads[0].replace("/", "_", 1)
+    finally:
+        assistant.supervisor.start_service("action server")
+        assert assistant.supervisor.wait_until_ready(timeout=120)
+
+
 @pytest.mark.parametrize(
     "message",
     [

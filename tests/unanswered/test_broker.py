@@ -104,7 +104,7 @@ async def _converse(broker: UnansweredQuestionsBroker) -> None:
     tracker = DialogueStateTracker.from_events(SENDER, [])
     for text, data in messages:
         tracker.update(UserUttered(text, intent=data["intent"], parse_data={"text": text, **data}))
-        tracker.update(ActionExecuted("action_offer_topics"))
+        tracker.update(ActionExecuted("utter_did_you_mean"))
         tracker.update(BotUttered("Did you mean...?"))
         await tracker_store.save(tracker)
 

@@ -166,7 +166,7 @@ def test_a_risk_message_is_never_kept_even_when_it_also_fell_back() -> None:
     "event",
     [
         {"event": "bot", "text": "Did you mean...", "parse_data": parse_data("nlu_fallback")},
-        {"event": "action", "name": "action_offer_topics"},
+        {"event": "action", "name": "utter_did_you_mean"},
         user_event("/faq/legal_status", parse_data("nlu_fallback")),
         user_event(
             "jane@example.org 555 123 4567",

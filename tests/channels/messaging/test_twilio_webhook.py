@@ -95,6 +95,23 @@ def test_replying_2_picks_the_second_choice(channels: RunningChannels) -> None:
     assert "ClinicalTrials.gov" in sent_to(channels, phone)[-1].body["Body"]
 
 
+def test_did_you_mean_choices_are_numbered_and_a_number_picks_one(channels: RunningChannels) -> None:
+    phone = new_phone()
+    assert post_message(channels, phone, "hello") == 204
+    assert post_message(channels, phone, "what about the thing") == 204
+    assert channels.bot_actions(phone)[-1] == "utter_did_you_mean"
+    offer = sent_to(channels, phone)[-1].body["Body"]
+    assert "Did you mean" in offer
+    choices = offer.split("\n")[1:]
+    assert 3 <= len(choices) <= 4
+    assert choices[-1] == f"{len(choices)}. Something else"
+    assert [line.split(". ", 1)[0] for line in choices] == [str(n) for n in range(1, len(choices) + 1)]
+    assert post_message(channels, phone, "1") == 204
+    chosen = channels.user_texts(phone)[-1]
+    assert chosen.startswith("/faq/")
+    assert channels.bot_actions(phone)[-1] == "utter" + chosen.replace("/", "_", 1)
+
+
 def test_a_number_with_no_choices_offered_is_just_text(channels: RunningChannels) -> None:
     phone = new_phone()
     assert post_message(channels, phone, "is mdma therapy legal?") == 204
