@@ -39,6 +39,7 @@ from sklearn.pipeline import FeatureUnion
 
 from bot.embeddings import SentenceEncoder
 from bot.nlp import lemmas
+from bot.nlu.linear_scorer import LinearScorer
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         self.classifier = classifier
         self.responses: Dict[Text, List[Dict[Text, Any]]] = responses or {}
         self._encoder: Optional[SentenceEncoder] = None
+        self._scorer: Optional[LinearScorer] = None
+        self._scorer_unsupported = False
 
     @classmethod
     def create(
@@ -175,6 +178,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             C=float(self.config["C"]), max_iter=5000, random_state=self.config["random_state"]
         )
         self.classifier.fit(self._matrix(texts, fit=True), labels)
+        self._scorer, self._scorer_unsupported = None, False
         self.responses = {
             key[len("utter_") :]: variations
             for key, variations in training_data.responses.items()
@@ -230,11 +234,32 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         """Sets intent, intent ranking and, for retrieval intents, the selected answer."""
         if self.features is None or self.classifier is None or not messages:
             return messages
-        probabilities = self.classifier.predict_proba(self._matrix([message.get(TEXT) or "" for message in messages]))
-        classes: List[Text] = list(self.classifier.classes_)
+        texts = [message.get(TEXT) or "" for message in messages]
+        scorer = self._linear_scorer()
+        if scorer is None:
+            probabilities = self.classifier.predict_proba(self._matrix(texts))
+            classes: List[Text] = list(self.classifier.classes_)
+        else:
+            dense = None
+            if self.config["sentence_embeddings"]:
+                dense = self.encoder.encode(texts) * float(self.config["embedding_weight"])
+            probabilities = scorer.probabilities([_features_text(text) for text in texts], dense)
+            classes = list(scorer.classes)
         for message, row in zip(messages, probabilities, strict=True):
             self._set_predictions(message, classes, row)
         return messages
+
+    def _linear_scorer(self) -> Optional[LinearScorer]:
+        """The fitted model in a form that scores one message quickly; None where only sklearn can score it."""
+        if self._scorer is None and not self._scorer_unsupported:
+            assert self.features is not None and self.classifier is not None
+            try:
+                self._scorer = LinearScorer(self.features, self.classifier)
+            except ValueError as error:
+                # E.g. two classes (scored one-vs-rest): sklearn scores it, slower.
+                logger.debug("Scoring with sklearn: %s", error)
+                self._scorer_unsupported = True
+        return self._scorer
 
     def _set_predictions(self, message: Message, classes: List[Text], row: np.ndarray) -> None:
         # As in Rasa's classifiers, a ranking length of 0 means "keep everything".
