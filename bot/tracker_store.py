@@ -1,0 +1,180 @@
+"""An in-memory tracker store whose turns cost the same at message 1 and message 100.
+
+Rasa's ``InMemoryTrackerStore`` keeps each conversation as JSON and rebuilds
+the tracker from every stored event on each fetch (and once more on each save
+when an event broker is configured), and the processor and RulePolicy then
+walk the whole history several times per turn: in a 100-turn conversation the
+last turns took 4.5 times as long as the first.
+
+This store keeps each conversation's tracker as an object and, for handling a
+message, hands out a detached copy with the conversation's full current state
+(slots, latest message and action, active loop) but only the latest
+``history_window`` events of the latest session: what the rules need to match
+(our longest rule spans a handful of turns), and what Rasa's own
+``max_event_history`` would keep. The full record stays in the store: saving
+appends the new events to it, and ``retrieve_full_tracker`` (Rasa's
+``GET /conversations/<id>/tracker``) returns all of it.
+
+Like ``InMemoryTrackerStore``, new events go to the event broker on save, a
+tracker changed after fetching is stored only when saved, and everything is
+lost when the server stops. Configured in endpoints.yml::
+
+    tracker_store:
+      type: bot.tracker_store.LiveTrackerStore
+      history_window: 100
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections import deque
+from typing import Any, Deque, Dict, Iterable, List, Optional, Text
+
+from rasa.core.brokers.broker import EventBroker
+from rasa.core.tracker_store import TrackerStore
+from rasa.shared.core.constants import ACTION_SESSION_START_NAME
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, Event
+from rasa.shared.core.trackers import DialogueStateTracker
+
+DEFAULT_HISTORY_WINDOW = 100
+# Rules must still see that a conversation did not just start, and the
+# escalation transcript wants the last few turns.
+MIN_HISTORY_WINDOW = 20
+
+
+def detached_copy(tracker: DialogueStateTracker, events: Optional[Iterable[Event]] = None) -> DialogueStateTracker:
+    """A tracker with the same state whose changes never reach the original.
+
+    Logged events are never modified, so copies share the event objects; the
+    event list, the slots and the small mutable parts of the state are copied.
+    ``events`` replaces the event list (the state is kept as it is).
+    """
+    duplicate = copy.copy(tracker)
+    duplicate.events = deque(tracker.events if events is None else events, tracker.events.maxlen)
+    slots = type(tracker.slots)()
+    slots.update((name, copy.copy(slot)) for name, slot in tracker.slots.items())
+    duplicate.slots = slots
+    if tracker.latest_action is not None:
+        duplicate.latest_action = dict(tracker.latest_action)
+    if tracker.active_loop is not None:
+        duplicate.active_loop = copy.copy(tracker.active_loop)
+    return duplicate
+
+
+def _is_session_start(event: Event) -> bool:
+    return isinstance(event, ActionExecuted) and event.action_name == ACTION_SESSION_START_NAME
+
+
+class _Conversation:
+    """The stored tracker (state and every event) and where its latest session starts."""
+
+    def __init__(self, tracker: DialogueStateTracker) -> None:
+        self.tracker = tracker
+        self.session_start = 0
+        self._note_session_starts(0)
+
+    def append(self, state: DialogueStateTracker, new_events: List[Event]) -> None:
+        """Take the state of `state` and add `new_events` to the record."""
+        events: Deque[Event] = self.tracker.events
+        first_new = len(events)
+        events.extend(new_events)
+        self.tracker = detached_copy(state, events=())
+        self.tracker.events = events
+        self._note_session_starts(first_new)
+
+    def new_events(self, tracker: DialogueStateTracker) -> Optional[List[Event]]:
+        """Events of `tracker` after the last stored one; None if `tracker` does not continue this record."""
+        stored = self.tracker.events
+        if not stored:
+            return list(tracker.events)
+        last = stored[-1]
+        new: List[Event] = []
+        for event in reversed(tracker.events):
+            if event is last:
+                new.reverse()
+                return new
+            new.append(event)
+        return None
+
+    def _note_session_starts(self, first: int) -> None:
+        for index, event in enumerate(itertools.islice(self.tracker.events, first, None), start=first):
+            if _is_session_start(event):
+                self.session_start = index
+
+
+class LiveTrackerStore(TrackerStore):
+    """Keeps conversations in memory as objects and hands out a bounded recent history."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        event_broker: Optional[EventBroker] = None,
+        history_window: int = DEFAULT_HISTORY_WINDOW,
+        **kwargs: Any,
+    ) -> None:
+        """Starts empty.
+
+        Args:
+            domain: The assistant's domain (slots of new trackers).
+            event_broker: Receives every new event on save.
+            history_window: How many of the latest session's most recent events a
+                fetched tracker holds (at least 20).
+            kwargs: Further endpoint settings, ignored as by Rasa's stores.
+        """
+        super().__init__(domain, event_broker, **kwargs)
+        history_window = int(history_window)
+        if history_window < MIN_HISTORY_WINDOW:
+            raise ValueError(f"history_window must be at least {MIN_HISTORY_WINDOW}, got {history_window}")
+        self.history_window = history_window
+        self._conversations: Dict[Text, _Conversation] = {}
+
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        """Adds the tracker's new events to the record and sends them to the event broker.
+
+        A tracker that does not continue the stored record (one built from
+        scratch for a known conversation) replaces it, as with Rasa's stores.
+        """
+        sender_id = tracker.sender_id
+        conversation = self._conversations.get(sender_id)
+        new_events = conversation.new_events(tracker) if conversation is not None else None
+        if conversation is None or new_events is None:
+            new_events = list(tracker.events)
+            self._conversations[sender_id] = _Conversation(detached_copy(tracker))
+        else:
+            conversation.append(tracker, new_events)
+        if self.event_broker is not None and new_events:
+            await self._stream_new_events(self.event_broker, new_events, sender_id)
+
+    async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
+        """The conversation's current state with the latest session's most recent events; None if unknown."""
+        conversation = self._conversations.get(sender_id)
+        if conversation is None:
+            return None
+        events = conversation.tracker.events
+        first = max(conversation.session_start, len(events) - self.history_window)
+        return detached_copy(conversation.tracker, events=itertools.islice(events, first, None))
+
+    async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
+        """Every stored event of the conversation; None if unknown."""
+        conversation = self._conversations.get(conversation_id)
+        return None if conversation is None else detached_copy(conversation.tracker)
+
+    async def stream_events(self, tracker: DialogueStateTracker) -> None:
+        """Sends the tracker's events that are not stored yet to the event broker (save does this)."""
+        if self.event_broker is None:
+            return
+        conversation = self._conversations.get(tracker.sender_id)
+        new_events = conversation.new_events(tracker) if conversation is not None else None
+        if new_events is None:
+            new_events = list(tracker.events)
+        await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
+
+    async def keys(self) -> Iterable[Text]:
+        """The conversation ids stored."""
+        return list(self._conversations)
+
+    async def exists(self, conversation_id: Text) -> bool:
+        """Whether the conversation is stored."""
+        return conversation_id in self._conversations
