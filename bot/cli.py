@@ -14,6 +14,10 @@ from bot.settings import Settings
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    import structlog
+
     from bot.evaluation.cases import CaseFileError, load_cases
     from bot.evaluation.report import as_json, format_summary, summarise
     from bot.evaluation.runner import evaluate, latest_model
@@ -29,15 +33,46 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"Evaluating {len(cases)} cases from {args.cases} with {model.name}", file=sys.stderr)
+    # Rasa's structured debug events would otherwise be printed into the report on stdout.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     results = evaluate(
         model, cases, settings.endpoints_file, progress=not args.no_progress
     )
     summary = summarise(results)
     print(format_summary(summary))
+    report = as_json(summary, results)
+    failures = []
+    if args.server:
+        from bot.evaluation.server_check import (
+            RasaServerClient,
+            ServerCheckError,
+            compare_with_server,
+            format_agreement,
+        )
+
+        token = args.token or (None if settings.rasa_auth_token_generated else settings.rasa_auth_token)
+        print(f"Sending the same {len(cases)} messages to {args.server}", file=sys.stderr)
+        try:
+            server_outcomes = RasaServerClient(args.server, token).outcomes([case.text for case in cases])
+        except ServerCheckError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        agreement = compare_with_server(results, server_outcomes)
+        print("")
+        print(format_agreement(agreement))
+        report["server_agreement"] = {
+            "server": args.server,
+            "rate": agreement.rate,
+            "disagreements": [
+                {"text": d.case.text, "line": d.case.line, "evaluator": d.evaluator, "server": d.server}
+                for d in agreement.disagreements
+            ],
+        }
+        if args.min_agreement is not None and agreement.rate < args.min_agreement:
+            failures.append(f"agreement with the server {agreement.rate:.1%} is below {args.min_agreement:.1%}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(as_json(summary, results), indent=2), encoding="utf-8")
-    failures = []
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
     if args.min_faq_accuracy is not None and summary["faq_cases"] and summary["faq_accuracy"] < args.min_faq_accuracy:
         failures.append(f"FAQ accuracy {summary['faq_accuracy']:.1%} is below {args.min_faq_accuracy:.1%}")
     if (
@@ -183,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-false-escalation-rate", type=float, metavar="X", help="exit 1 above this false escalation rate"
     )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluate.add_argument(
+        "--server",
+        metavar="URL",
+        help="also send every case to this running Rasa server (started with --enable-api) and report "
+        "where it did something else; the messages are real: risk cases record escalations, so use a test server",
+    )
+    evaluate.add_argument("--token", metavar="T", help="the server's --auth-token (default: RASA_AUTH_TOKEN)")
+    evaluate.add_argument(
+        "--min-agreement", type=float, metavar="X", help="with --server: exit 1 below this agreement rate"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     unanswered = commands.add_parser(

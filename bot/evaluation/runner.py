@@ -8,8 +8,9 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from bot.channels.text import clean_user_text
 from bot.evaluation.cases import ESCALATE, Case
 
 ESCALATION_ACTION = "action_escalate_to_clinician"
@@ -84,32 +85,16 @@ class AssistantEvaluator:
     async def outcome(self, text: str) -> Tuple[str, float, bool]:
         """Returns (got, confidence, fell_back) for one message in a new conversation."""
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
-        from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
 
         sender = f"evaluate-{uuid.uuid4().hex}"
+        # Every channel cleans what people type (NFC, control characters) before Rasa sees it.
+        cleaned = clean_user_text(text)
         with _quiet_custom_actions():
-            await self.agent.handle_message(UserMessage(text, CollectingOutputChannel(), sender))
+            await self.agent.handle_message(UserMessage(cleaned, CollectingOutputChannel(), sender))
         tracker = await self.agent.tracker_store.retrieve(sender)
         if tracker is None:
             return OUT_OF_SCOPE, 0.0, False
-        events = list(tracker.events)
-        user_index = max(i for i, e in enumerate(events) if isinstance(e, UserUttered))
-        user = events[user_index]
-        after = events[user_index + 1 :]
-        intent = (user.intent or {}).get("name") or OUT_OF_SCOPE
-        intent_confidence = float((user.intent or {}).get("confidence") or 0.0)
-        fell_back = intent == FALLBACK_INTENT
-        actions = [e.action_name for e in after if isinstance(e, ActionExecuted)]
-        if ESCALATION_ACTION in actions:
-            return ESCALATE, intent_confidence, fell_back
-        for event in after:
-            if isinstance(event, BotUttered):
-                utter_action = (event.metadata or {}).get("utter_action") or ""
-                if utter_action.startswith("utter_faq/"):
-                    return utter_action[len("utter_") :], _answer_confidence(user.parse_data), fell_back
-        if fell_back:
-            return OUT_OF_SCOPE, intent_confidence, True
-        return intent, intent_confidence, fell_back
+        return outcome_from_events([event.as_dict() for event in tracker.events])
 
     async def run(self, cases: Sequence[Case], progress: bool = True) -> List[CaseResult]:
         """Evaluates every case, showing a progress bar on stderr."""
@@ -120,6 +105,38 @@ class AssistantEvaluator:
             got, confidence, fell_back = await self.outcome(case.text)
             results.append(CaseResult(case, got, confidence, fell_back))
         return results
+
+
+def outcome_from_events(events: Sequence[Mapping[str, Any]]) -> Tuple[str, float, bool]:
+    """(got, confidence, fell_back) for the latest user message, from tracker events in Rasa's JSON form.
+
+    Shared by the in-process evaluator and the check against a running server
+    (`GET /conversations/<id>/tracker`), so both name an outcome the same way:
+    `escalate` if the escalation action ran after the message, else the FAQ
+    answer it sent (`faq/<topic>`), else its intent (`nlu_fallback` counts as
+    `out_of_scope`).
+    """
+    user_indices = [i for i, event in enumerate(events) if event.get("event") == "user"]
+    if not user_indices:
+        return OUT_OF_SCOPE, 0.0, False
+    user = events[user_indices[-1]]
+    after = events[user_indices[-1] + 1 :]
+    parse_data = user.get("parse_data") or {}
+    intent_data = parse_data.get("intent") or {}
+    intent = intent_data.get("name") or OUT_OF_SCOPE
+    intent_confidence = float(intent_data.get("confidence") or 0.0)
+    fell_back = intent == FALLBACK_INTENT
+    actions = [event.get("name") for event in after if event.get("event") == "action"]
+    if ESCALATION_ACTION in actions:
+        return ESCALATE, intent_confidence, fell_back
+    for event in after:
+        if event.get("event") == "bot":
+            utter_action = (event.get("metadata") or {}).get("utter_action") or ""
+            if utter_action.startswith("utter_faq/"):
+                return utter_action[len("utter_") :], _answer_confidence(parse_data), fell_back
+    if fell_back:
+        return OUT_OF_SCOPE, intent_confidence, True
+    return intent, intent_confidence, fell_back
 
 
 def _answer_confidence(parse_data: Optional[dict]) -> float:
