@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import statistics
@@ -20,6 +21,17 @@ REQUEST_TIMEOUT_SECONDS = 300
 
 class LoadFailed(RuntimeError):
     """The server answered nothing usable."""
+
+
+# Every message sent in a run is different: a held-out text plus a running
+# number, so no cache of earlier messages (the server keeps sentence vectors of
+# texts it has seen) makes the figures look better than new questions would.
+_message_numbers = itertools.count(1)
+
+
+def unique_message(rng: random.Random, texts: Sequence[str]) -> str:
+    """A held-out text the server has not seen in this run."""
+    return f"{rng.choice(texts)} (#{next(_message_numbers)})"
 
 
 def percentile(sorted_values: Sequence[float], percent: float) -> float:
@@ -121,7 +133,7 @@ async def _user(
             sent_at = time.monotonic()
             if sent_at >= stop_at:
                 return
-            latency = await client.say(sender, rng.choice(texts))
+            latency = await client.say(sender, unique_message(rng, texts))
             answered_at = time.monotonic()
             # A reply counts if it arrives inside the window, whenever it was sent:
             # at 50 users a reply can take longer than a short window.
@@ -204,7 +216,7 @@ async def turn_growth(url: str, label: str, texts: Sequence[str], turns: int) ->
         client = ConversationClient(session, url, f"{label}-history")
         sender = client.new_sender()
         for turn in range(1, turns + 1):
-            latency = await client.say(sender, rng.choice(texts))
+            latency = await client.say(sender, unique_message(rng, texts))
             if latency is None:
                 raise LoadFailed(f"{label}: no answer at turn {turn} of the long conversation")
             latencies.append(latency)

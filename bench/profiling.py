@@ -108,7 +108,8 @@ def _conversation_messages(texts: Sequence[str], count: int, turns: int, seed: i
     for index in range(count):
         if index % turns == 0:
             sender = f"bench-profile-{uuid.uuid4().hex[:12]}"
-        plan.append((sender, rng.choice(texts)))
+        # Made unique, as in the load test, so the embedding cache never answers.
+        plan.append((sender, f"{rng.choice(texts)} (#{seed}-{index})"))
     return plan
 
 
@@ -140,7 +141,7 @@ async def _profile(args: argparse.Namespace) -> Dict[str, Any]:
     await handle(_conversation_messages(texts, args.warmup, args.turns, seed=1))
     plain = await handle(_conversation_messages(texts, args.messages, args.turns, seed=2))
     profiler = cProfile.Profile()
-    profiled = await handle(_conversation_messages(texts, args.messages, args.turns, seed=2), profiler)
+    profiled = await handle(_conversation_messages(texts, args.messages, args.turns, seed=3), profiler)
     dump = Path(args.out).with_suffix(".prof")
     profiler.dump_stats(str(dump))
     stats = pstats.Stats(profiler)

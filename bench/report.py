@@ -305,7 +305,8 @@ def write(
         f"- Load: one aiohttp client process; {', '.join(map(str, settings.users))} concurrent simulated users, "
         "closed loop (the next message as soon as the reply arrives, no think time), each user in its own "
         f"conversations of {settings.turns_per_conversation} turns (own sender id), messages drawn from the "
-        f"{settings.load_texts} held-out FAQ texts. Per level: {settings.warmup_seconds:g} s warm-up, then a "
+        f"{settings.load_texts} held-out FAQ texts, each made unique with a running number so that no cache of "
+        f"earlier messages helps. Per level: {settings.warmup_seconds:g} s warm-up, then a "
         f"{settings.seconds:g} s measured window; only replies that arrive inside it count. Throughput in the "
         "summary line is the best of the levels.",
         "- Server memory: VmRSS of the `rasa run` process sampled every 0.25 s under load and VmHWM (its peak "

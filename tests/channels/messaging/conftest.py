@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping
 
 import pytest
+import yaml
 
 from bot.channels.credentials import write_active_credentials
 from bot.services import Supervisor, activate_channels, assistant_services, service_environment
@@ -128,11 +129,11 @@ def channels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningChanne
     """Starts the action server and a Rasa server with every messaging channel configured."""
     _latest_model(PROJECT_ROOT / "models")
     workdir = tmp_path_factory.mktemp("messaging-servers")
-    endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
-    endpoints = endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}")
+    endpoints = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+    endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{ACTION_PORT}/webhook"
     # A persistent tracker store, so a restart of the Rasa server keeps conversations.
-    endpoints += f"\ntracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {workdir / 'trackers.db'}\n"
-    (workdir / "endpoints.yml").write_text(endpoints, encoding="utf-8")
+    endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": str(workdir / "trackers.db")}
+    (workdir / "endpoints.yml").write_text(yaml.safe_dump(endpoints), encoding="utf-8")
     users = workdir / "console_users.yml"
     users.write_text(
         f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('messaging-password')}'\n  name: Dr T\n",
