@@ -16,7 +16,7 @@ export PYTHONWARNINGS := ignore::DeprecationWarning
 PYTHON310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python3.10 /usr/local/bin/python3.10 /usr/bin/python3.10; do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' >/dev/null 2>&1 && { echo "$$p"; break; }; done)
 
 # A model is trained again only when one of these changed.
-MODEL_INPUTS := config.yml domain.yml $(wildcard data/*.yml) $(wildcard bot/nlu/*.py) $(wildcard bot/embeddings/*.py) bot/nlp.py requirements.lock
+MODEL_INPUTS := config.yml domain.yml $(wildcard data/*.yml) $(wildcard bot/nlu/*.py) $(wildcard bot/embeddings/*.py) $(wildcard bot/policies/*.py) bot/nlp.py requirements.lock
 
 .PHONY: help install browser train run shell test lint validate pytest stories evaluate bench clean
 
