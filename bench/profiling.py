@@ -169,6 +169,10 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=8, help="messages per conversation")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    # As `rasa run` does at its default log level: no debug events are printed.
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)
     result = asyncio.run(_profile(args))
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
 
