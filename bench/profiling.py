@@ -173,6 +173,10 @@ def main() -> None:
     from rasa.utils.log_utils import configure_structlog
 
     configure_structlog(logging.WARNING)
+    # The server's own fixes (bot.rasa_server), so the profile is of what it runs.
+    from bot.rasa_server import apply_fixes
+
+    apply_fixes()
     result = asyncio.run(_profile(args))
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
 
