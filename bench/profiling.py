@@ -31,14 +31,6 @@ STAGES: Sequence[Tuple[str, str, str]] = (
     ("policy prediction", "rasa/core/processor.py", "_predict_next_with_tracker"),
     ("running actions (responses, action server)", "rasa/core/processor.py", "_run_action"),
     ("tracker store: save", "rasa/core/processor.py", "save_tracker"),
-    # Inside the fetch and the save: the in-memory store keeps JSON and rebuilds
-    # every event of the conversation on each retrieve (save retrieves again to
-    # find the new events), so this is the part that grows with the history.
-    (
-        "of which (in fetch and save): rebuilding the tracker from stored events",
-        "rasa/core/tracker_store.py",
-        "_retrieve",
-    ),
 )
 # Graph components: what each NLU component and policy costs.
 COMPONENT_METHODS = ("process", "predict_action_probabilities")

@@ -202,11 +202,7 @@ def _findings(profile: Dict[str, Any], ours: Optional[ContenderResult]) -> List[
         for name in ("tracker store: fetch + session check", "tracker store: save")
         if name in stages
     )
-    rebuild = next((s["share"] for s in profile["stages"] if "rebuilding" in s["name"]), 0.0)
-    findings.append(
-        f"Fetching and saving the conversation in the tracker store takes {store:.0%} of a turn; "
-        f"rebuilding the tracker from its stored events alone takes {rebuild:.0%}."
-    )
+    findings.append(f"Fetching and saving the conversation in the tracker store takes {store:.0%} of a turn.")
     if ours is not None and 1 in ours.levels:
         over_http = ours.levels[1].p(50)
         extra = over_http - profile["median_ms"]
@@ -310,7 +306,8 @@ def write(
         f"{settings.seconds:g} s measured window; only replies that arrive inside it count. Throughput in the "
         "summary line is the best of the levels.",
         "- Server memory: VmRSS of the `rasa run` process sampled every 0.25 s under load and VmHWM (its peak "
-        "since start, model loading included) at the end; conversations stay in the in-memory tracker store.",
+        "since start, model loading included) at the end; conversations stay in the tracker store of "
+        "`endpoints.yml` (in memory).",
         f"- Long conversation: one sender, {settings.long_conversation_turns} sequential messages on a quiet "
         "server, median of the first five against the last five.",
         *[f"- {note}" for note in settings.notes],
