@@ -16,8 +16,10 @@ in training, in evaluation and in the server.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List
 
@@ -86,15 +88,25 @@ def _quantised_model_bytes(weights: BertWeights) -> bytes:
         source = Path(folder) / "minilm.onnx"
         target = Path(folder) / "minilm.int8.onnx"
         onnx.save(model, str(source))
-        # Only the matrix products: they are nearly all of the arithmetic, and
-        # the embedding lookup stays exact.
-        quantize_dynamic(
-            source,
-            target,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
+        # The quantiser logs a line per tensor to the root logger and warns about
+        # its own deprecated calls: none of it is news to whoever runs the server.
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.ERROR))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                # Only the matrix products: they are nearly all of the arithmetic,
+                # and the embedding lookup stays exact.
+                quantize_dynamic(
+                    source,
+                    target,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["MatMul"],
+                )
+        finally:
+            root.setLevel(level)
         return target.read_bytes()
 
 
