@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import urllib.request
 import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -24,9 +22,9 @@ from bot.channels.socketio import (
     parse_socket_message,
 )
 from bot.channels.text import MAX_MESSAGE_CHARS
-from bot.services import Supervisor, activate_channels, assistant_services, service_environment
-from bot.settings import PROJECT_ROOT, Settings
-from bot.web.passwords import hash_password
+from bot.services import Supervisor
+from bot.settings import PROJECT_ROOT
+from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
 RASA_PORT = 25005
 ACTION_PORT = 25055
@@ -45,51 +43,28 @@ def project_socket_channel_section() -> Dict[str, Any]:
     return credentials[SOCKET_CHANNEL] or {}
 
 
-def start_chat_servers(workdir: Path) -> Supervisor:
-    """Starts actions, Rasa (the project's channels), worker and console on test ports."""
-    if not sorted((PROJECT_ROOT / "models").glob("*.tar.gz")):
-        pytest.fail("No trained model in models/: run `make train` first.")
-    endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
-    (workdir / "endpoints.yml").write_text(endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}"))
-    (workdir / "console_users.yml").write_text(
-        f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('unused-password-123')}'\n",
-        encoding="utf-8",
-    )
-    env = {
-        **os.environ,
-        "RASA_AUTH_TOKEN": TOKEN,
-        "RASA_PORT": str(RASA_PORT),
-        "ACTION_SERVER_PORT": str(ACTION_PORT),
-        "CONSOLE_PORT": str(CONSOLE_PORT),
-        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
-        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
-        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
-        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
-        "CONSOLE_USERS_FILE": str(workdir / "console_users.yml"),
-        "CONSOLE_SECRET": "socketio-test-console-secret-" + "x" * 32,
-    }
-    # The chat settings keep their defaults, derived from the ports above.
-    for name in ("CHAT_ALLOWED_ORIGINS", "CHAT_SOCKET_URL"):
-        env.pop(name, None)
-    settings = Settings.from_env(env)
-    # The project's credentials.yml, with the channels whose secrets are unset left off.
-    assert SOCKET_CHANNEL in activate_channels(settings, env)
-    supervisor = Supervisor(assistant_services(settings), service_environment(settings, env), settings.project_root)
-    supervisor.start()
-    if not supervisor.wait_until_ready(timeout=300):
-        supervisor.stop()
-        pytest.fail("A service (Rasa, actions, worker or console) did not start; see the output above.")
-    return supervisor
 
 
 @pytest.fixture(scope="module")
 def chat_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
-    supervisor = start_chat_servers(tmp_path_factory.mktemp("socketio-servers"))
-    try:
+    """Actions, Rasa (the project's channels), worker and console on test ports."""
+    require_model()
+    workdir = tmp_path_factory.mktemp("socketio-servers")
+    write_endpoints(workdir, ACTION_PORT)
+    users = write_console_users(workdir, "unused-password-123")
+    env = server_environment(
+        workdir,
+        token=TOKEN,
+        rasa_port=RASA_PORT,
+        action_port=ACTION_PORT,
+        console_port=CONSOLE_PORT,
+        CONSOLE_USERS_FILE=str(users),
+        CONSOLE_SECRET="socketio-test-console-secret-" + "x" * 32,
+    )
+    with running_services(env) as supervisor:
+        # The project's credentials.yml, with the channels whose secrets are unset left off.
+        assert SOCKET_CHANNEL in yaml.safe_load((workdir / "credentials.active.yml").read_text(encoding="utf-8"))
         yield supervisor
-    finally:
-        supervisor.stop()
 
 
 def tracker(sender: str) -> Dict[str, Any]:

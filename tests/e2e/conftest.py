@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
 from bot.escalation.store import EscalationStore
-from bot.services import Supervisor, activate_channels, assistant_services, service_environment
-from bot.settings import PROJECT_ROOT, Settings
-from bot.web.passwords import hash_password
+from bot.services import Supervisor
+from bot.settings import Settings
 from tests.e2e.receiver import AlertReceiver
+from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
 RASA_PORT = 15005
 ACTION_PORT = 15055
@@ -77,55 +75,28 @@ def new_sender() -> str:
     return f"e2e-{uuid.uuid4().hex[:12]}"
 
 
-def _latest_model(model_dir: Path) -> Path:
-    models = sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    if not models:
-        pytest.fail("No trained model in models/: run `make train` (make test does) before the e2e tests.")
-    return models[-1]
-
-
 @pytest.fixture(scope="session")
 def assistant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAssistant]:
     """Starts the action server and the Rasa server (REST channel, token-protected API)."""
-    _latest_model(PROJECT_ROOT / "models")
+    require_model()
     workdir = tmp_path_factory.mktemp("servers")
-    endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
-    endpoints = endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}")
-    (workdir / "endpoints.yml").write_text(endpoints, encoding="utf-8")
-    users = workdir / "console_users.yml"
-    users.write_text(
-        "clinicians:\n"
-        f"- username: dr_test\n  password_hash: '{hash_password(CLINICIAN_PASSWORD)}'\n  name: Dr Test\n",
-        encoding="utf-8",
-    )
+    write_endpoints(workdir, ACTION_PORT)
+    users = write_console_users(workdir, CLINICIAN_PASSWORD)
     receiver = AlertReceiver(RECEIVER_PORT)
     receiver.start()
-    env = {
-        **os.environ,
-        "RASA_AUTH_TOKEN": TOKEN,
-        "RASA_PORT": str(RASA_PORT),
-        "ACTION_SERVER_PORT": str(ACTION_PORT),
-        "CONSOLE_PORT": str(CONSOLE_PORT),
-        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
-        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
-        "ESCALATION_WEBHOOK_URL": receiver.url,
-        "ESCALATION_WEBHOOK_SECRET": "e2e-webhook-secret",
-        "CONSOLE_USERS_FILE": str(users),
-        "CONSOLE_SECRET": "e2e-console-secret-" + "x" * 32,
-        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
-        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
-    }
-    settings = Settings.from_env(env)
-    activate_channels(settings, env)
-    supervisor = Supervisor(
-        assistant_services(settings), service_environment(settings, env), settings.project_root
+    env = server_environment(
+        workdir,
+        token=TOKEN,
+        rasa_port=RASA_PORT,
+        action_port=ACTION_PORT,
+        console_port=CONSOLE_PORT,
+        ESCALATION_WEBHOOK_URL=receiver.url,
+        ESCALATION_WEBHOOK_SECRET="e2e-webhook-secret",
+        CONSOLE_USERS_FILE=str(users),
+        CONSOLE_SECRET="e2e-console-secret-" + "x" * 32,
     )
-    supervisor.start()
     try:
-        if not supervisor.wait_until_ready(timeout=300):
-            pytest.fail("A service (Rasa, actions, worker or console) did not start; see the output above.")
-        yield RunningAssistant(supervisor, settings, receiver)
+        with running_services(env) as supervisor:
+            yield RunningAssistant(supervisor, Settings.from_env(env), receiver)
     finally:
-        supervisor.stop()
         receiver.stop()

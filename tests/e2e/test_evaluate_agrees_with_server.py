@@ -27,8 +27,9 @@ from bot.evaluation.server_check import (
     compare_with_server,
     format_agreement,
 )
-from bot.services import Supervisor, activate_channels, assistant_services, service_environment
+from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT, Settings
+from tests.servers import running_services, server_environment, write_endpoints
 
 pytestmark = pytest.mark.e2e
 
@@ -71,31 +72,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartingServer]
     workdir = tmp_path_factory.mktemp("server-check")
     (workdir / "models").mkdir()
     model = _copy_latest_model(workdir / "models")
-    endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
-    (workdir / "endpoints.yml").write_text(
-        endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}"), encoding="utf-8"
+    write_endpoints(workdir, ACTION_PORT)
+    env = server_environment(
+        workdir, token=TOKEN, rasa_port=RASA_PORT, action_port=ACTION_PORT, RASA_MODEL_DIR=str(workdir / "models")
     )
-    env = {
-        **os.environ,
-        "RASA_AUTH_TOKEN": TOKEN,
-        "RASA_PORT": str(RASA_PORT),
-        "ACTION_SERVER_PORT": str(ACTION_PORT),
-        "RASA_MODEL_DIR": str(workdir / "models"),
-        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
-        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
-        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
-        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
-    }
-    settings = Settings.from_env(env)
-    activate_channels(settings, env)
-    services = [s for s in assistant_services(settings) if s.name in ("action server", "rasa server")]
-    supervisor = Supervisor(services, service_environment(settings, env), settings.project_root)
-    supervisor.start()
-    try:
+    # Not waited for here: the test evaluates in process while the server loads.
+    with running_services(env, only=("action server", "rasa server"), wait=False) as supervisor:
         yield StartingServer(supervisor, model, f"http://127.0.0.1:{RASA_PORT}")
-    finally:
-        supervisor.stop()
 
 
 def _evaluate_in_process(model: Path, cases: List[Case]) -> List[CaseResult]:

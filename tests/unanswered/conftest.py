@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -13,9 +12,10 @@ from typing import Any, Dict, Iterator, List
 import pytest
 import sqlalchemy as sa
 
-from bot.services import Supervisor, activate_channels, assistant_services, service_environment
+from bot.services import Supervisor, service_environment
 from bot.settings import PROJECT_ROOT, Settings
 from tests.escalation.conftest import postgres_url  # noqa: F401 - the fixture, started if down
+from tests.servers import require_model, running_services, server_environment, write_endpoints
 
 RASA_PORT = 45005
 ACTION_PORT = 45055
@@ -77,13 +77,6 @@ def new_sender() -> str:
     return f"unanswered-e2e-{uuid.uuid4().hex[:12]}"
 
 
-def _latest_model(model_dir: Path) -> Path:
-    models = sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    if not models:
-        pytest.fail("No trained model in models/: run `make train` (make test does) before the e2e tests.")
-    return models[-1]
-
-
 @pytest.fixture(scope="session")
 def assistant_with_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningAssistant]:
     """Starts the action and Rasa servers with the project's endpoints (event broker included).
@@ -91,33 +84,15 @@ def assistant_with_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run
     Only these two: the log lives in the Rasa server, so the alert worker and
     the console would add load without adding anything to check.
     """
-    _latest_model(PROJECT_ROOT / "models")
+    require_model()
     workdir = tmp_path_factory.mktemp("unanswered-servers")
     endpoints = (PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8")
     assert "bot.unanswered.broker.UnansweredQuestionsBroker" in endpoints, "endpoints.yml lost the event broker"
-    endpoints = endpoints.replace("127.0.0.1:5055", f"127.0.0.1:{ACTION_PORT}")
-    (workdir / "endpoints.yml").write_text(endpoints, encoding="utf-8")
-    env = {
-        **os.environ,
-        "RASA_AUTH_TOKEN": TOKEN,
-        "RASA_PORT": str(RASA_PORT),
-        "ACTION_SERVER_PORT": str(ACTION_PORT),
-        "CONSOLE_PORT": str(CONSOLE_PORT),
-        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
-        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
-        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
-        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
-    }
+    write_endpoints(workdir, ACTION_PORT)
+    env = server_environment(
+        workdir, token=TOKEN, rasa_port=RASA_PORT, action_port=ACTION_PORT, console_port=CONSOLE_PORT
+    )
     settings = Settings.from_env(env)
-    activate_channels(settings, env)
-    services = [s for s in assistant_services(settings) if s.name in ("action server", "rasa server")]
-    supervisor = Supervisor(services, service_environment(settings, env), settings.project_root)
-    supervisor.start()
-    try:
-        if not supervisor.wait_until_ready(timeout=300):
-            pytest.fail("The Rasa or action server did not start; see the output above.")
+    with running_services(env, only=("action server", "rasa server")) as supervisor:
         yield RunningAssistant(supervisor, settings, service_environment(settings, env))
-    finally:
-        supervisor.stop()
 

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping
 
 import pytest
-import yaml
 
 from bot.channels.credentials import write_active_credentials
-from bot.services import Supervisor, activate_channels, assistant_services, service_environment
+from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT, Settings
-from bot.web.passwords import hash_password
+from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
 from .fake_platform import FakePlatform
 
@@ -117,60 +114,37 @@ def _send(request: urllib.request.Request) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def _latest_model(model_dir: Path) -> Path:
-    models = sorted(model_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    if not models:
-        pytest.fail("No trained model in models/: run `make train` (make test does) before these tests.")
-    return models[-1]
-
-
 @pytest.fixture(scope="session")
 def channels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningChannels]:
     """Starts the action server and a Rasa server with every messaging channel configured."""
-    _latest_model(PROJECT_ROOT / "models")
+    require_model()
     workdir = tmp_path_factory.mktemp("messaging-servers")
-    endpoints = yaml.safe_load((PROJECT_ROOT / "endpoints.yml").read_text(encoding="utf-8"))
-    endpoints["action_endpoint"]["url"] = f"http://127.0.0.1:{ACTION_PORT}/webhook"
     # A persistent tracker store, so a restart of the Rasa server keeps conversations.
-    endpoints["tracker_store"] = {"type": "SQL", "dialect": "sqlite", "db": str(workdir / "trackers.db")}
-    (workdir / "endpoints.yml").write_text(yaml.safe_dump(endpoints), encoding="utf-8")
-    users = workdir / "console_users.yml"
-    users.write_text(
-        f"clinicians:\n- username: dr_test\n  password_hash: '{hash_password('messaging-password')}'\n  name: Dr T\n",
-        encoding="utf-8",
+    write_endpoints(
+        workdir, ACTION_PORT, tracker_store={"type": "SQL", "dialect": "sqlite", "db": str(workdir / "trackers.db")}
     )
+    users = write_console_users(workdir, "messaging-password", name="Dr T")
     platform = FakePlatform(PLATFORM_PORT, CHANNEL_ENV["TELEGRAM_BOT_NAME"])
     platform.start()
-    env = {
-        **os.environ,
+    env = server_environment(
+        workdir,
+        token=TOKEN,
+        rasa_port=RASA_PORT,
+        action_port=ACTION_PORT,
+        console_port=CONSOLE_PORT,
         **CHANNEL_ENV,
-        "RASA_AUTH_TOKEN": TOKEN,
-        "RASA_PORT": str(RASA_PORT),
-        "ACTION_SERVER_PORT": str(ACTION_PORT),
-        "CONSOLE_PORT": str(CONSOLE_PORT),
-        "UNANSWERED_DB_URL": f"sqlite:///{workdir / 'unanswered.db'}",
-        "RASA_ENDPOINTS_FILE": str(workdir / "endpoints.yml"),
-        "RASA_CREDENTIALS_FILE": str(workdir / "credentials.yml"),
-        "RASA_ACTIVE_CREDENTIALS_FILE": str(workdir / "credentials.active.yml"),
-        "ESCALATION_DB_URL": f"sqlite:///{workdir / 'escalations.db'}",
-        "ESCALATION_SPOOL_DIR": str(workdir / "spool"),
-        "ESCALATION_WEBHOOK_URL": f"{PLATFORM_URL}/alerts",
-        "ESCALATION_WEBHOOK_SECRET": "messaging-webhook-secret",
-        "CONSOLE_USERS_FILE": str(users),
-        "CONSOLE_SECRET": "messaging-console-secret-" + "x" * 32,
-    }
-    enabled = write_active_credentials(PROJECT_ROOT / "credentials.yml", env, workdir / "credentials.yml")
-    missing = [name for name in MESSAGING_CHANNELS if name not in enabled]
-    if missing:
-        pytest.fail(f"These channels stayed off with every variable set: {missing}")
-    settings = Settings.from_env(env)
-    activate_channels(settings, env)
-    supervisor = Supervisor(assistant_services(settings), service_environment(settings, env), settings.project_root)
-    supervisor.start()
+        RASA_CREDENTIALS_FILE=str(workdir / "credentials.yml"),
+        ESCALATION_WEBHOOK_URL=f"{PLATFORM_URL}/alerts",
+        ESCALATION_WEBHOOK_SECRET="messaging-webhook-secret",
+        CONSOLE_USERS_FILE=str(users),
+        CONSOLE_SECRET="messaging-console-secret-" + "x" * 32,
+    )
     try:
-        if not supervisor.wait_until_ready(timeout=300):
-            pytest.fail("A service (Rasa, actions, worker or console) did not start; see the output above.")
-        yield RunningChannels(supervisor, settings, platform, enabled)
+        enabled = write_active_credentials(PROJECT_ROOT / "credentials.yml", env, workdir / "credentials.yml")
+        missing = [name for name in MESSAGING_CHANNELS if name not in enabled]
+        if missing:
+            pytest.fail(f"These channels stayed off with every variable set: {missing}")
+        with running_services(env) as supervisor:
+            yield RunningChannels(supervisor, Settings.from_env(env), platform, enabled)
     finally:
-        supervisor.stop()
         platform.stop()
