@@ -237,7 +237,17 @@ def _profile_section(profile: Dict[str, Any], ours: Optional[ContenderResult]) -
         "conversations of a few turns, agent loaded as `rasa run` loads it (same endpoints, action server "
         f"running; model load took {profile['model_load_seconds']:.1f} s in process). "
         f"Full dump: `{Path(profile['pstats_file']).relative_to(PROJECT_ROOT)}` "
-        "(`python -m pstats` or snakeviz).",
+        "(`python -m pstats` or snakeviz). The profile is of the event loop's thread: the sentence "
+        "encoder runs on a worker thread before each turn (`prepare_text`, see `bot/rasa_server.py`), so "
+        "it counts in the averages without the profiler but not in the tables.",
+        "",
+        "What shapes the tail under load, besides the cost of a turn (see `bot/rasa_server.py`): turns are "
+        "served first come, first served (`bot/turn_scheduler.py`), so a turn that waits for the action "
+        "server is no longer overtaken at each wait by every message that arrived meanwhile; the objects "
+        "loaded at start are frozen out of Python's cyclic garbage collector, whose full collections "
+        "otherwise stopped every conversation for about 300 ms; and idle conversations are packed "
+        "(`live_conversations` in `endpoints.yml`), so those pauses do not grow with the number of "
+        "conversations seen.",
         "",
         *[f"- {finding}" for finding in _findings(profile, ours)],
         "",

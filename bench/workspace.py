@@ -25,7 +25,7 @@ ACTION_PORT = 55055
 
 # Never let a benchmark reach a real clinician: alert and console settings of
 # the caller's environment are dropped, escalations go to a throwaway database.
-_DROPPED_PREFIXES = ("ESCALATION_", "SMTP_", "CONSOLE_", "RASA_MODEL_DIR", "RASA_ENDPOINTS_FILE")
+_DROPPED_PREFIXES = ("ESCALATION_", "SMTP_", "CONSOLE_", "UNANSWERED_", "RASA_MODEL_DIR", "RASA_ENDPOINTS_FILE")
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,8 @@ class Workspace:
                 "RASA_AUTH_TOKEN": env.get("RASA_AUTH_TOKEN") or secrets.token_urlsafe(24),
                 "ESCALATION_DB_URL": f"sqlite:///{self.root / 'escalations.db'}",
                 "ESCALATION_SPOOL_DIR": str(self.root / "escalation-spool"),
+                # Benchmark messages are not questions people asked.
+                "UNANSWERED_DB_URL": f"sqlite:///{self.root / 'unanswered.db'}",
                 "RASA_TELEMETRY_ENABLED": "false",
                 "TF_CPP_MIN_LOG_LEVEL": "2",
                 "SQLALCHEMY_SILENCE_UBER_WARNING": "1",

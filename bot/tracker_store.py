@@ -15,6 +15,14 @@ message, hands out a detached copy with the conversation's full current state
 appends the new events to it, and ``retrieve_full_tracker`` (Rasa's
 ``GET /conversations/<id>/tracker``) returns all of it.
 
+Only the ``live_conversations`` most recently active conversations are kept
+as objects. Older ones are packed as compressed JSON (the serialisation every
+Rasa tracker store uses) and rebuilt by replaying their events, as Rasa's own
+in-memory store does on every fetch, when their next message arrives. Packed
+text is invisible to Python's cyclic garbage collector: without packing, its
+full collections walked every event of every conversation since the server
+started, and their pauses (every conversation waits) grew with it.
+
 Like ``InMemoryTrackerStore``, new events go to the event broker on save, a
 tracker changed after fetching is stored only when saved, and everything is
 lost when the server stops. Configured in endpoints.yml::
@@ -22,13 +30,16 @@ lost when the server stops. Configured in endpoints.yml::
     tracker_store:
       type: bot.tracker_store.LiveTrackerStore
       history_window: 100
+      live_conversations: 200
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections import deque
+import json
+import zlib
+from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, Iterable, List, Optional, Text
 
 from rasa.core.brokers.broker import EventBroker
@@ -39,6 +50,7 @@ from rasa.shared.core.events import ActionExecuted, Event
 from rasa.shared.core.trackers import DialogueStateTracker
 
 DEFAULT_HISTORY_WINDOW = 100
+DEFAULT_LIVE_CONVERSATIONS = 200
 # Rules must still see that a conversation did not just start, and the
 # escalation transcript wants the last few turns.
 MIN_HISTORY_WINDOW = 20
@@ -68,16 +80,58 @@ def _is_session_start(event: Event) -> bool:
 
 
 class _Conversation:
-    """The stored tracker (state and every event) and where its latest session starts."""
+    """One conversation: live (its tracker, every event as an object) or packed (compressed JSON).
+
+    A packed conversation keeps its last event object, so that a tracker
+    handed out before packing is still recognised as continuing the record.
+    """
 
     def __init__(self, tracker: DialogueStateTracker) -> None:
-        self.tracker = tracker
+        self.sender_id = tracker.sender_id
+        self.tracker: Optional[DialogueStateTracker] = tracker
         self.session_start = 0
+        self._packed: Optional[bytes] = None
+        self._last_event: Optional[Event] = None
         self._note_session_starts(0)
 
-    def append(self, state: DialogueStateTracker, new_events: List[Event]) -> None:
+    @property
+    def is_live(self) -> bool:
+        """Whether the tracker is held as objects."""
+        return self.tracker is not None
+
+    def live(self, domain: Domain, max_event_history: Optional[int]) -> DialogueStateTracker:
+        """The stored tracker, rebuilt from the packed events if needed."""
+        if self.tracker is None:
+            assert self._packed is not None
+            events = json.loads(zlib.decompress(self._packed))
+            self.tracker = DialogueStateTracker.from_dict(
+                self.sender_id, events, domain.slots, max_event_history
+            )
+            self._packed = None
+            self._last_event = None
+        return self.tracker
+
+    def pack(self) -> None:
+        """Keep the events as compressed JSON only (no-op if packed already)."""
+        tracker = self.tracker
+        if tracker is None:
+            return
+        self._last_event = tracker.events[-1] if tracker.events else None
+        self._packed = zlib.compress(
+            json.dumps([event.as_dict() for event in tracker.events]).encode("utf-8"), 1
+        )
+        self.tracker = None
+
+    def append(
+        self,
+        state: DialogueStateTracker,
+        new_events: List[Event],
+        domain: Domain,
+        max_event_history: Optional[int],
+    ) -> None:
         """Take the state of `state` and add `new_events` to the record."""
-        events: Deque[Event] = self.tracker.events
+        stored = self.live(domain, max_event_history)
+        events: Deque[Event] = stored.events
         first_new = len(events)
         events.extend(new_events)
         self.tracker = detached_copy(state, events=())
@@ -86,10 +140,9 @@ class _Conversation:
 
     def new_events(self, tracker: DialogueStateTracker) -> Optional[List[Event]]:
         """Events of `tracker` after the last stored one; None if `tracker` does not continue this record."""
-        stored = self.tracker.events
-        if not stored:
+        last = self.tracker.events[-1] if self.tracker is not None and self.tracker.events else self._last_event
+        if last is None:
             return list(tracker.events)
-        last = stored[-1]
         new: List[Event] = []
         for event in reversed(tracker.events):
             if event is last:
@@ -99,6 +152,7 @@ class _Conversation:
         return None
 
     def _note_session_starts(self, first: int) -> None:
+        assert self.tracker is not None
         for index, event in enumerate(itertools.islice(self.tracker.events, first, None), start=first):
             if _is_session_start(event):
                 self.session_start = index
@@ -112,6 +166,7 @@ class LiveTrackerStore(TrackerStore):
         domain: Domain,
         event_broker: Optional[EventBroker] = None,
         history_window: int = DEFAULT_HISTORY_WINDOW,
+        live_conversations: int = DEFAULT_LIVE_CONVERSATIONS,
         **kwargs: Any,
     ) -> None:
         """Starts empty.
@@ -121,14 +176,22 @@ class LiveTrackerStore(TrackerStore):
             event_broker: Receives every new event on save.
             history_window: How many of the latest session's most recent events a
                 fetched tracker holds (at least 20).
+            live_conversations: How many of the most recently active conversations
+                are kept as objects (at least 1); the others are packed.
             kwargs: Further endpoint settings, ignored as by Rasa's stores.
         """
         super().__init__(domain, event_broker, **kwargs)
         history_window = int(history_window)
         if history_window < MIN_HISTORY_WINDOW:
             raise ValueError(f"history_window must be at least {MIN_HISTORY_WINDOW}, got {history_window}")
+        live_conversations = int(live_conversations)
+        if live_conversations < 1:
+            raise ValueError(f"live_conversations must be at least 1, got {live_conversations}")
         self.history_window = history_window
+        self.live_conversations = live_conversations
         self._conversations: Dict[Text, _Conversation] = {}
+        # Live conversations, least recently active first.
+        self._live: "OrderedDict[Text, None]" = OrderedDict()
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Adds the tracker's new events to the record and sends them to the event broker.
@@ -143,7 +206,8 @@ class LiveTrackerStore(TrackerStore):
             new_events = list(tracker.events)
             self._conversations[sender_id] = _Conversation(detached_copy(tracker))
         else:
-            conversation.append(tracker, new_events)
+            conversation.append(tracker, new_events, self.domain, self.max_event_history)
+        self._touch(sender_id)
         if self.event_broker is not None and new_events:
             await self._stream_new_events(self.event_broker, new_events, sender_id)
 
@@ -152,14 +216,28 @@ class LiveTrackerStore(TrackerStore):
         conversation = self._conversations.get(sender_id)
         if conversation is None:
             return None
-        events = conversation.tracker.events
+        stored = conversation.live(self.domain, self.max_event_history)
+        self._touch(sender_id)
+        events = stored.events
         first = max(conversation.session_start, len(events) - self.history_window)
-        return detached_copy(conversation.tracker, events=itertools.islice(events, first, None))
+        return detached_copy(stored, events=itertools.islice(events, first, None))
 
     async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
         """Every stored event of the conversation; None if unknown."""
         conversation = self._conversations.get(conversation_id)
-        return None if conversation is None else detached_copy(conversation.tracker)
+        if conversation is None:
+            return None
+        stored = conversation.live(self.domain, self.max_event_history)
+        self._touch(conversation_id)
+        return detached_copy(stored)
+
+    def _touch(self, sender_id: Text) -> None:
+        """Mark the conversation as the most recently active; pack the least recent beyond the limit."""
+        self._live[sender_id] = None
+        self._live.move_to_end(sender_id)
+        while len(self._live) > self.live_conversations:
+            oldest, _ = self._live.popitem(last=False)
+            self._conversations[oldest].pack()
 
     async def stream_events(self, tracker: DialogueStateTracker) -> None:
         """Sends the tracker's events that are not stored yet to the event broker (save does this)."""

@@ -244,6 +244,65 @@ def test_default_window() -> None:
     assert DEFAULT_HISTORY_WINDOW >= 40
 
 
+def _described(tracker: DialogueStateTracker) -> List[Dict[str, Any]]:
+    return [event.as_dict() for event in tracker.events]
+
+
+def test_a_packed_conversation_comes_back_as_it_was(domain: Domain) -> None:
+    store = LiveTrackerStore(domain, history_window=20, live_conversations=1)
+    first = run(saved_turns(store, 8, sender="first"))
+    tracker = run(store.retrieve("first"))
+    tracker.update(SlotSet("risk_level", "priority"))
+    run(store.save(tracker))
+    before = run(store.retrieve_full_tracker("first"))
+    window_before = run(store.retrieve("first"))
+
+    run(saved_turns(store, 2, sender="second"))  # packs "first"
+
+    assert store._conversations["first"].is_live is False
+    after = run(store.retrieve_full_tracker("first"))
+    assert _described(after) == _described(before)
+    assert len(after.events) == len(first.events) + 1
+    assert after.get_slot("risk_level") == "priority"
+    assert after.latest_message.text == before.latest_message.text
+    assert after.latest_action_name == ACTION_LISTEN_NAME
+    run(saved_turns(store, 1, sender="second"))  # packs "first" again
+    assert _described(run(store.retrieve("first"))) == _described(window_before)
+
+
+def test_a_tracker_fetched_before_its_conversation_was_packed_continues_the_record(domain: Domain) -> None:
+    """A turn that waited (for the action server) while others were served must not lose history."""
+    store = LiveTrackerStore(domain, history_window=20, live_conversations=1)
+    run(saved_turns(store, 10, sender="first"))
+    fetched = run(store.retrieve("first"))
+
+    run(saved_turns(store, 3, sender="second"))  # packs "first" while its turn is running
+    assert store._conversations["first"].is_live is False
+    turn(fetched, "after the wait", 11)
+    run(store.save(fetched))
+
+    full = run(store.retrieve_full_tracker("first"))
+    assert len(full.events) == 3 + 11 * 4
+    assert full.latest_message.text == "after the wait 11"
+
+
+def test_only_the_most_recent_conversations_stay_live(domain: Domain) -> None:
+    store = LiveTrackerStore(domain, live_conversations=2)
+    for sender in ("a", "b", "c"):
+        run(saved_turns(store, 1, sender=sender))
+    run(store.retrieve("a"))
+
+    live = {sender: conversation.is_live for sender, conversation in store._conversations.items()}
+    assert live == {"a": True, "b": False, "c": True}
+    assert sorted(run(store.keys())) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("live", [0, -1])
+def test_no_live_conversations_is_refused(domain: Domain, live: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        LiveTrackerStore(domain, live_conversations=live)
+
+
 # --- With the trained assistant: the window changes nothing it does.
 
 MESSAGES = [
@@ -268,8 +327,11 @@ async def _actions_per_turn(agent: Any, messages: List[str]) -> List[List[str]]:
 
     per_turn: List[List[str]] = []
     seen = 0
-    for text in messages:
+    for number, text in enumerate(messages):
         await agent.handle_message(UserMessage(text, CollectingOutputChannel(), "long-conversation"))
+        # Someone else writes in between (with one live conversation, each
+        # turn then starts from a packed record).
+        await agent.handle_message(UserMessage(messages[-number], CollectingOutputChannel(), f"other-{number % 3}"))
         tracker = await agent.tracker_store.retrieve_full_tracker("long-conversation")
         events = list(tracker.events)
         per_turn.append(
@@ -296,13 +358,20 @@ async def _load(tracker_store: Optional[Dict[str, Any]]) -> Any:
 
 
 def test_a_long_conversation_gets_the_same_actions_as_with_rasas_store() -> None:
-    """80 turns through the real model and rules: every turn runs the same actions with either store."""
+    """80 turns through the real model and rules: every turn runs the same actions with either store.
+
+    Also with a single live conversation, so that every turn starts from a packed record.
+    """
     rng = random.Random(5)
     messages = [rng.choice(MESSAGES) for _ in range(80)]
 
     async def both() -> List[List[List[str]]]:
         results = []
-        for store in (None, {"type": "bot.tracker_store.LiveTrackerStore", "history_window": 20}):
+        for store in (
+            None,
+            {"type": "bot.tracker_store.LiveTrackerStore", "history_window": 20},
+            {"type": "bot.tracker_store.LiveTrackerStore", "history_window": 20, "live_conversations": 1},
+        ):
             agent = await _load(store)
             expected_type = "InMemoryTrackerStore" if store is None else "LiveTrackerStore"
             inner = getattr(agent.tracker_store, "_tracker_store", agent.tracker_store)
@@ -311,9 +380,10 @@ def test_a_long_conversation_gets_the_same_actions_as_with_rasas_store() -> None
             results.append(await _actions_per_turn(agent, messages))
         return results
 
-    rasas, ours = run(both())
+    rasas, ours, ours_packed = run(both())
 
     assert ours == rasas
+    assert ours_packed == rasas
     assert ours[0][0] == "action_session_start"
     assert "utter_intro" in ours[0]
     assert all(actions for actions in ours[1:])

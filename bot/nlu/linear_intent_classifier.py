@@ -230,6 +230,17 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
                 )
         return classifier
 
+    def prepare_text(self, text: Text) -> None:
+        """Computes the sentence vector `process` will need for `text`, ahead of the turn.
+
+        Thread-safe, and the encoder releases Python's lock while it computes:
+        the Rasa server calls this on a worker thread while its event loop
+        serves other messages (`bot.rasa_server`). The vector is kept in the
+        encoder's cache; `process` computes it itself if it is not there.
+        """
+        if self.features is not None and self.config["sentence_embeddings"]:
+            self.encoder.encode([text])
+
     def process(self, messages: List[Message]) -> List[Message]:
         """Sets intent, intent ranking and, for retrieval intents, the selected answer."""
         if self.features is None or self.classifier is None or not messages:

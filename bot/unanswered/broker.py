@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from asyncio import AbstractEventLoop
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol, Sequence, Text, Union
@@ -33,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 MAX_PENDING = 1000
 MAX_BATCH = 100
+# Questions arriving within this time of each other are written in one
+# transaction: under load a write per question cost the server's event loop
+# time (the writer thread needs Python's lock to build each transaction).
+BATCH_WINDOW_SECONDS = 0.5
 CLOSE_TIMEOUT_SECONDS = 5.0
 
 
@@ -154,12 +159,7 @@ class UnansweredQuestionsBroker(EventBroker):
     def _write_pending(self) -> None:
         sink = self._sink
         while True:
-            items = [self._pending.get()]
-            while len(items) < MAX_BATCH:
-                try:
-                    items.append(self._pending.get_nowait())
-                except queue.Empty:
-                    break
+            items = self._next_batch()
             questions = [item for item in items if isinstance(item, UnansweredQuestion)]
             if questions:
                 if sink is None:
@@ -170,6 +170,18 @@ class UnansweredQuestionsBroker(EventBroker):
                     item.done.set()
             if any(item is _STOP for item in items):
                 return
+
+    def _next_batch(self) -> List[_Item]:
+        """The next question and those queued within BATCH_WINDOW_SECONDS; a flush or stop ends it early."""
+        items: List[_Item] = [self._pending.get()]
+        deadline = time.monotonic() + BATCH_WINDOW_SECONDS
+        while len(items) < MAX_BATCH and isinstance(items[-1], UnansweredQuestion):
+            remaining = deadline - time.monotonic()
+            try:
+                items.append(self._pending.get(timeout=remaining) if remaining > 0 else self._pending.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
     def _open_store(self) -> Optional[QuestionSink]:
         from bot.unanswered.store import UnansweredStore

@@ -206,3 +206,25 @@ def test_settings_in_endpoints_are_ignored_with_a_warning(
     assert broker.config == UnansweredConfig(f"sqlite:///{tmp_path / 'from-env.db'}", 0.6)
     assert "Ignoring min_answer_confidence, url under event_broker" in caplog.text
     asyncio.run(broker.close())
+
+
+class CountingSink:
+    """Records each transaction the writer makes."""
+
+    def __init__(self) -> None:
+        self.batches: List[int] = []
+
+    def add(self, questions: Sequence[UnansweredQuestion]) -> None:
+        self.batches.append(len(questions))
+
+
+def test_questions_arriving_together_are_written_in_one_transaction() -> None:
+    sink = CountingSink()
+    broker = UnansweredQuestionsBroker(UnansweredConfig("sqlite://", 0.6), sink=sink)
+    for number in range(20):
+        broker.publish(_fallback(f"what is question number {number} about"))
+    assert broker.flush(WAIT)
+    assert sum(sink.batches) == 20
+    # The first question may be taken before the others are queued; the rest wait for one another.
+    assert len(sink.batches) <= 2, sink.batches
+    broker.stop()
