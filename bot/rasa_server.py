@@ -16,6 +16,7 @@ it delays every other person's message; none changes a result.
 - Before a message queues for its turn, NLU components that offer
   ``prepare_text`` (the sentence encoder) compute what they will need on a
   worker thread, on the second core, while the loop serves other messages.
+  The loop offers Python's lock to that thread every millisecond, not every 5.
 - Once the model is loaded, everything loaded so far is moved out of reach of
   Python's cyclic garbage collector (``gc.freeze``). Its full collections
   otherwise walked the ~650,000 objects of the loaded libraries and model,
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from bot.turn_scheduler import TurnScheduler
 
 logger = logging.getLogger(__name__)
+
+# How often a busy thread offers Python's lock to a waiting one (default 0.005).
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 @functools.lru_cache(maxsize=1)
@@ -210,6 +214,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     # between the server's small matrix products, taking the second core from
     # the action server and the sentence encoder. Read when NumPy loads.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # The sentence encoder's worker thread needs Python's lock briefly before and
+    # after each computation; by default the busy event loop hands it over only
+    # every 5 ms, which made the worker wait longer than it computed.
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     from rasa.__main__ import main as rasa_main
 
     apply_fixes()

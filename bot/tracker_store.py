@@ -30,7 +30,7 @@ lost when the server stops. Configured in endpoints.yml::
     tracker_store:
       type: bot.tracker_store.LiveTrackerStore
       history_window: 100
-      live_conversations: 200
+      live_conversations: 100
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from rasa.shared.core.events import ActionExecuted, Event
 from rasa.shared.core.trackers import DialogueStateTracker
 
 DEFAULT_HISTORY_WINDOW = 100
-DEFAULT_LIVE_CONVERSATIONS = 200
+DEFAULT_LIVE_CONVERSATIONS = 100
 # Rules must still see that a conversation did not just start, and the
 # escalation transcript wants the last few turns.
 MIN_HISTORY_WINDOW = 20

@@ -209,17 +209,18 @@ def test_the_servers_loaded_objects_are_frozen_once_its_model_is_ready(monkeypat
         gc.unfreeze()
 
 
-def test_the_server_runs_numpy_single_threaded(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_server_runs_numpy_single_threaded_and_hands_the_lock_over_often(monkeypatch: pytest.MonkeyPatch) -> None:
     import subprocess
     import sys
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     probe = (
-        "import os, sys; import bot.rasa_server as s; "
-        "sys.argv = ['x', '--version']; "
-        "import rasa.__main__; rasa.__main__.main = lambda: print(os.environ['OPENBLAS_NUM_THREADS']); "
+        "import os, sys; import bot.rasa_server as s; import rasa.__main__; "
+        "rasa.__main__.main = lambda: print(os.environ['OPENBLAS_NUM_THREADS'], sys.getswitchinterval()); "
         "s.main(['--version'])"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "1"
+    threads, interval = result.stdout.strip().splitlines()[-1].split()
+    assert threads == "1"
+    assert float(interval) == rasa_server.SWITCH_INTERVAL_SECONDS < 0.005

@@ -32,7 +32,13 @@ from rasa.engine.graph import ExecutionContext
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
-from rasa.shared.core.constants import ACTION_TWO_STAGE_FALLBACK_NAME, ACTIVE_LOOP, LOOP_NAME, SHOULD_NOT_BE_SET
+from rasa.shared.core.constants import (
+    ACTION_TWO_STAGE_FALLBACK_NAME,
+    ACTIVE_LOOP,
+    LOOP_NAME,
+    SHOULD_NOT_BE_SET,
+    USER,
+)
 from rasa.shared.core.domain import Domain, State
 from rasa.shared.core.events import (
     ActionExecuted,
@@ -46,10 +52,17 @@ from rasa.shared.core.events import (
 )
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import AnySlotDict, DialogueStateTracker
+from rasa.shared.nlu.constants import TEXT
 
 # States kept beyond the longest rule. One would do (at a turn index equal to a
 # rule's length RulePolicy stops checking that rule); two keep a safety margin.
 HISTORY_MARGIN = 2
+
+# Remembered rule matches: distinct lists of recent states, and the longest list
+# worth remembering (the bounded window is a handful of states).
+MEMO_SIZE = 4096
+MEMO_MAX_STATES = 16
+_MASKED_TEXT = "<any text>"
 
 # Loop actions that exist without being declared in the domain.
 DEFAULT_LOOP_ACTIONS = frozenset({ACTION_TWO_STAGE_FALLBACK_NAME})
@@ -102,6 +115,8 @@ class BoundedRulePolicy(RulePolicy):
         self._states_cut = False
         self._reach_cache: Optional[Tuple[Any, Any, Tuple[int, int], _RuleReach]] = None
         self._cut_descriptions_cache: Optional[Tuple[Any, int, int, FrozenSet[Text]]] = None
+        self._possible_keys_memo: Dict[Tuple[Any, ...], Set[Text]] = {}
+        self._text_in_rules: Dict[int, Tuple[Dict[Text, Text], bool]] = {}
 
     def _find_action_from_rules(
         self,
@@ -176,14 +191,45 @@ class BoundedRulePolicy(RulePolicy):
         return states[-reach.max_states :]
 
     def _get_possible_keys(self, lookup: Dict[Text, Text], states: List[State]) -> Set[Text]:
-        """RulePolicy's matching rule keys; refuses a tie that the whole history would break."""
-        keys = super()._get_possible_keys(lookup, states)
+        """RulePolicy's matching rule keys; refuses a tie that the whole history would break.
+
+        Remembered per distinct list of states (recent turns repeat a lot): the
+        matching reads nothing else, and the same set, built the same way, is
+        returned, so even `max` over it picks the same key.
+        """
+        memo_key = self._memo_key(lookup, states)
+        keys = self._possible_keys_memo.get(memo_key) if memo_key is not None else None
+        if keys is None:
+            keys = super()._get_possible_keys(lookup, states)
+            if memo_key is not None:
+                if len(self._possible_keys_memo) >= MEMO_SIZE:
+                    self._possible_keys_memo.clear()
+                self._possible_keys_memo[memo_key] = keys
         # RulePolicy takes `max(keys, key=len)`. With several longest keys the winner
         # depends on the set's iteration order, which depends on how many states
         # (all of them, in RulePolicy) the set was rebuilt for.
         if self._states_cut and lookup is self.lookup.get(RULES) and _longest_is_tied(keys):
             raise _WholeHistoryNeeded()
         return keys
+
+    def _memo_key(self, lookup: Dict[Text, Text], states: List[State]) -> Optional[Tuple[Any, ...]]:
+        """What rule matching depends on, as a dictionary key; None where it is not worth remembering.
+
+        A rule compares only the features it names. If no rule names the text of a
+        user message (no end-to-end rules), the text's value cannot change which
+        rules match, so all texts share one key.
+        """
+        if len(states) > MEMO_MAX_STATES:
+            return None  # the whole history: long, and unlikely to recur
+        names_text = self._text_in_rules.get(id(lookup))
+        if names_text is None or names_text[0] is not lookup:
+            names_text = (lookup, _rules_name_user_text(self, lookup))
+            self._text_in_rules[id(lookup)] = names_text
+        try:
+            frozen = tuple(_frozen_state(state, mask_text=not names_text[1]) for state in states)
+        except TypeError:
+            return None  # a value that cannot be a key: match without remembering
+        return (id(lookup), len(lookup), frozen)
 
     def _bounded_reach(self, tracker: DialogueStateTracker, domain: Domain) -> Optional[_RuleReach]:
         """How many last states to build, or None where older events can change them."""
@@ -339,6 +385,27 @@ def _exact_state_count(applied: List[Event]) -> int:
     if first_exact is None:
         return 1 if anchored else 0
     return states + 1 - first_exact
+
+
+def _rules_name_user_text(policy: RulePolicy, lookup: Dict[Text, Text]) -> bool:
+    """True if a rule in `lookup` requires a user message's text (an end-to-end rule)."""
+    return any(TEXT in state.get(USER, {}) for key in lookup for state in policy._rule_key_to_state(key))
+
+
+def _frozen_state(state: State, mask_text: bool) -> Tuple[Any, ...]:
+    """A state as nested sorted tuples (hashable); the user's text replaced by a placeholder if `mask_text`."""
+    parts = []
+    for name, sub_state in state.items():
+        items = []
+        for key, value in sub_state.items():
+            if mask_text and name == USER and key == TEXT:
+                value = _MASKED_TEXT
+            elif isinstance(value, list):
+                value = tuple(value)
+            hash(value)  # TypeError for values that cannot be part of a key
+            items.append((key, value))
+        parts.append((name, tuple(sorted(items))))
+    return tuple(sorted(parts))
 
 
 def _longest_is_tied(keys: Set[Text]) -> bool:

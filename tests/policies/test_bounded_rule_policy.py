@@ -630,3 +630,68 @@ def test_registered_like_rule_policy_and_valid_in_a_core_graph() -> None:
     validate(model_configuration)
     uses = [node.uses for node in model_configuration.train_schema.nodes.values()]
     assert BoundedRulePolicy in uses
+
+
+class WordedConversation(Conversation):
+    """Every user message has its own words, as real ones do (the intents are the same)."""
+
+    def say(self, intent: str, *off_script_actions: Optional[str]) -> None:
+        self.turns += 1
+        entities = RISK_ENTITIES.get(intent, [])
+        text = f"message {self.turns}, meaning {intent}"
+        parse_data = {"intent": {"name": intent, "confidence": 0.93}, "entities": entities, "text": text}
+        self.log(
+            UserUttered(text, parse_data["intent"], entities, parse_data),
+            *(SlotSet(entity["entity"], entity["value"]) for entity in entities),
+        )
+        for action in filter(None, off_script_actions):
+            self.log(ActionExecuted(action, policy="followup", confidence=1.0), BotUttered("off script"))
+        self.respond()
+
+
+def test_remembered_rule_matches_give_the_same_predictions_for_new_words(
+    project: Tuple[Domain, List], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    domain, trackers = project
+    reference, bounded = train_both(domain, trackers, tmp_path)
+    matched = 0
+    original = RulePolicy._get_possible_keys
+
+    def counting(self: RulePolicy, lookup: Dict[str, str], states: List[Any]) -> Any:
+        nonlocal matched
+        if self is bounded:
+            matched += 1
+        return original(self, lookup, states)
+
+    monkeypatch.setattr(RulePolicy, "_get_possible_keys", counting)
+    checked = [0]
+
+    def check(tracker: DialogueStateTracker) -> None:
+        assert_same_prediction(tracker, domain, reference, bounded)
+        checked[0] += 1
+
+    conversation = WordedConversation(domain, reference, check)
+    conversation.start_session()
+    play(conversation, seed=11, turns=60)  # every kind of turn, each in new words
+    after_each: List[int] = []
+    for _ in range(40):  # then question after question, as most conversations go
+        conversation.say("faq")
+        after_each.append(matched)
+
+    assert checked[0] > 2 * 100
+    assert bounded._possible_keys_memo, "nothing was remembered"
+    # No two messages had the same words, yet once the recent turns were all questions
+    # (the rules look back a few turns) no question needed matching again.
+    assert after_each[4] == after_each[-1], after_each
+
+
+def test_rules_that_name_a_text_keep_texts_apart_in_the_memo(policies: Tuple[RulePolicy, RulePolicy]) -> None:
+    _, bounded = policies
+    states = [{"prev_action": {"action_name": LISTEN}, "user": {"text": "hello there"}}]
+    other = [{"prev_action": {"action_name": LISTEN}, "user": {"text": "something else"}}]
+    intent_rules = {json.dumps([{"user": {"intent": "greet"}}]): "utter_greet"}
+    text_rules = {json.dumps([{"user": {"text": "hello there"}}]): "utter_greet"}
+
+    assert bounded._memo_key(intent_rules, states) == bounded._memo_key(intent_rules, other)
+    assert bounded._memo_key(text_rules, states) != bounded._memo_key(text_rules, other)
+    assert bounded._memo_key(intent_rules, [{"user": {"entities": [{"not": "hashable"}]}}]) is None
