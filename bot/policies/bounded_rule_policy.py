@@ -116,6 +116,7 @@ class BoundedRulePolicy(RulePolicy):
         self._reach_cache: Optional[Tuple[Any, Any, Tuple[int, int], _RuleReach]] = None
         self._cut_descriptions_cache: Optional[Tuple[Any, int, int, FrozenSet[Text]]] = None
         self._possible_keys_memo: Dict[Tuple[Any, ...], Set[Text]] = {}
+        self._last_tail: Optional[Tuple[Tuple[int, int], Optional[Event], DialogueStateTracker]] = None
         self._text_in_rules: Dict[int, Tuple[Dict[Text, Text], bool]] = {}
 
     def _find_action_from_rules(
@@ -177,10 +178,7 @@ class BoundedRulePolicy(RulePolicy):
         if reach is None or tail is None:
             return super()._prediction_states(tracker, domain, use_text_for_last_user_input, rule_only_data)
 
-        # The tracker's initial slots, as RulePolicy's own replay starts from them.
-        tail_tracker = tracker.init_copy()
-        for event in tail.events:
-            tail_tracker.update(event)
+        tail_tracker = self._tail_tracker(tracker, tail)
         states = super()._prediction_states(tail_tracker, domain, use_text_for_last_user_input, rule_only_data)
         if not tail.cuts_history:
             return states
@@ -189,6 +187,27 @@ class BoundedRulePolicy(RulePolicy):
         # `max_states`, which are the whole history's.
         self._states_cut = True
         return states[-reach.max_states :]
+
+    def _tail_tracker(self, tracker: DialogueStateTracker, tail: _Tail) -> DialogueStateTracker:
+        """The tail replayed into a tracker, once per tracker as it is now.
+
+        RulePolicy builds the states twice for one prediction (matching on the
+        text of the last message, then on its intent); the replay and the states
+        are shared by both, as long as the tracker has not changed.
+        """
+        last = tracker.events[-1] if tracker.events else None
+        key = (id(tracker), len(tracker.events))
+        cached = self._last_tail
+        if cached is not None and cached[0] == key and cached[1] is last:
+            return cached[2]
+        # The tracker's initial slots, as RulePolicy's own replay starts from them.
+        tail_tracker = tracker.init_copy()
+        for event in tail.events:
+            tail_tracker.update(event)
+        _remember_past_states(tail_tracker)
+        # Holding `last` keeps its id from being reused by another event.
+        self._last_tail = (key, last, tail_tracker)
+        return tail_tracker
 
     def _get_possible_keys(self, lookup: Dict[Text, Text], states: List[State]) -> Set[Text]:
         """RulePolicy's matching rule keys; refuses a tie that the whole history would break.
@@ -385,6 +404,37 @@ def _exact_state_count(applied: List[Event]) -> int:
     if first_exact is None:
         return 1 if anchored else 0
     return states + 1 - first_exact
+
+
+def _remember_past_states(tracker: DialogueStateTracker) -> None:
+    """Make `tracker.past_states` compute once per set of arguments, then hand out copies.
+
+    Only for trackers this policy builds and never changes afterwards. The
+    featurizer edits the last state it gets (it drops the text or the intent),
+    so every caller gets its own copy of the states' dictionaries.
+    """
+    compute = tracker.past_states
+    computed: Dict[Tuple[Any, ...], List[State]] = {}
+
+    def past_states(
+        domain: Domain,
+        omit_unset_slots: bool = False,
+        ignore_rule_only_turns: bool = False,
+        rule_only_data: Optional[Dict[Text, Any]] = None,
+    ) -> List[State]:
+        key = (
+            id(domain),
+            omit_unset_slots,
+            ignore_rule_only_turns,
+            json.dumps(rule_only_data, sort_keys=True, default=str),
+        )
+        states = computed.get(key)
+        if states is None:
+            states = compute(domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
+            computed[key] = states
+        return [{name: dict(sub_state) for name, sub_state in state.items()} for state in states]
+
+    tracker.past_states = past_states  # type: ignore[method-assign]
 
 
 def _rules_name_user_text(policy: RulePolicy, lookup: Dict[Text, Text]) -> bool:
