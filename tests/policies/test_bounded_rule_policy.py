@@ -149,14 +149,19 @@ class Conversation:
         """A user message; `off_script_actions` run first, as followup actions would."""
         self.turns += 1
         entities = RISK_ENTITIES.get(intent, [])
-        parse_data = {"intent": {"name": intent, "confidence": 0.93}, "entities": entities, "text": f"/{intent}"}
+        text = self.text_for(intent)
+        parse_data = {"intent": {"name": intent, "confidence": 0.93}, "entities": entities, "text": text}
         self.log(
-            UserUttered(f"/{intent}", parse_data["intent"], entities, parse_data),
+            UserUttered(text, parse_data["intent"], entities, parse_data),
             *(SlotSet(entity["entity"], entity["value"]) for entity in entities),
         )
         for action in filter(None, off_script_actions):
             self.log(ActionExecuted(action, policy="followup", confidence=1.0), BotUttered("off script"))
         self.respond()
+
+    def text_for(self, intent: str) -> str:
+        """What the person writes: the intent itself, as a button would send it."""
+        return f"/{intent}"
 
     def respond(self) -> None:
         """Runs predicted actions until the bot listens again."""
@@ -636,18 +641,8 @@ def test_registered_like_rule_policy_and_valid_in_a_core_graph() -> None:
 class WordedConversation(Conversation):
     """Every user message has its own words, as real ones do (the intents are the same)."""
 
-    def say(self, intent: str, *off_script_actions: Optional[str]) -> None:
-        self.turns += 1
-        entities = RISK_ENTITIES.get(intent, [])
-        text = f"message {self.turns}, meaning {intent}"
-        parse_data = {"intent": {"name": intent, "confidence": 0.93}, "entities": entities, "text": text}
-        self.log(
-            UserUttered(text, parse_data["intent"], entities, parse_data),
-            *(SlotSet(entity["entity"], entity["value"]) for entity in entities),
-        )
-        for action in filter(None, off_script_actions):
-            self.log(ActionExecuted(action, policy="followup", confidence=1.0), BotUttered("off script"))
-        self.respond()
+    def text_for(self, intent: str) -> str:
+        return f"message {self.turns}, meaning {intent}"
 
 
 def test_remembered_rule_matches_give_the_same_predictions_for_new_words(
