@@ -95,3 +95,30 @@ def running_services(
         yield supervisor
     finally:
         supervisor.stop()
+
+
+@contextmanager
+def running_chat_services(
+    workdir: Path,
+    *,
+    token: str,
+    rasa_port: int,
+    action_port: int,
+    console_port: int,
+    console_secret: str,
+) -> Iterator[Supervisor]:
+    """Actions, Rasa (the project's channels, the widget's socket among them), worker and console on test ports."""
+    require_model()
+    write_endpoints(workdir, action_port)
+    users = write_console_users(workdir, "unused-password-123")
+    env = server_environment(
+        workdir,
+        token=token,
+        rasa_port=rasa_port,
+        action_port=action_port,
+        console_port=console_port,
+        CONSOLE_USERS_FILE=str(users),
+        CONSOLE_SECRET=console_secret,
+    )
+    with running_services(env) as supervisor:
+        yield supervisor

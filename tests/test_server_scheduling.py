@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import socket
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional
 
@@ -22,6 +21,7 @@ from rasa.core.processor import MessageProcessor
 
 from bot import rasa_server
 from bot.turn_scheduler import TurnScheduler
+from tests.escalation.receivers import free_port
 from tests.servers import require_model
 
 HUMAN_REQUEST = "can I talk to a real person"
@@ -32,12 +32,6 @@ FAQ_TEXTS = [
     "what are the side effects",
     "who can take part in the trials",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ class ActionServer:
 
     def __init__(self, hold: Callable[[], Awaitable[None]]) -> None:
         self.hold = hold
-        self.port = _free_port()
+        self.port = free_port()
         self.called = asyncio.Event()
         self._runner: Optional[web.AppRunner] = None
 

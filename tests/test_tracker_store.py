@@ -48,11 +48,16 @@ def turn(tracker: DialogueStateTracker, text: str, number: int) -> None:
     tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
 
 
-def new_conversation(store: TrackerStore, sender: str = "person") -> DialogueStateTracker:
-    tracker = store.init_tracker(sender)
+def start_session(tracker: DialogueStateTracker) -> None:
+    """The events Rasa logs when a session starts."""
     tracker.update(ActionExecuted(ACTION_SESSION_START_NAME))
     tracker.update(SessionStarted())
     tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
+
+
+def new_conversation(store: TrackerStore, sender: str = "person") -> DialogueStateTracker:
+    tracker = store.init_tracker(sender)
+    start_session(tracker)
     return tracker
 
 
@@ -154,9 +159,7 @@ def test_the_latest_session_starts_the_window(domain: Domain) -> None:
     store = LiveTrackerStore(domain)
     run(saved_turns(store, 3))
     tracker = run(store.retrieve("person"))
-    tracker.update(ActionExecuted(ACTION_SESSION_START_NAME))
-    tracker.update(SessionStarted())
-    tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
+    start_session(tracker)
     turn(tracker, "new session", 1)
     run(store.save(tracker))
 
@@ -175,9 +178,7 @@ def test_latest_session_matches_rasas_in_memory_store(domain: Domain) -> None:
     for store in (ours, rasas):
         run(saved_turns(store, 4))
         tracker = run(store.retrieve("person"))
-        tracker.update(ActionExecuted(ACTION_SESSION_START_NAME))
-        tracker.update(SessionStarted())
-        tracker.update(ActionExecuted(ACTION_LISTEN_NAME))
+        start_session(tracker)
         turn(tracker, "again", 9)
         run(store.save(tracker))
 

@@ -24,7 +24,7 @@ from bot.channels.socketio import (
 from bot.channels.text import MAX_MESSAGE_CHARS
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT
-from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
+from tests.servers import running_chat_services
 
 RASA_PORT = 25005
 ACTION_PORT = 25055
@@ -48,20 +48,15 @@ def project_socket_channel_section() -> Dict[str, Any]:
 @pytest.fixture(scope="module")
 def chat_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     """Actions, Rasa (the project's channels), worker and console on test ports."""
-    require_model()
     workdir = tmp_path_factory.mktemp("socketio-servers")
-    write_endpoints(workdir, ACTION_PORT)
-    users = write_console_users(workdir, "unused-password-123")
-    env = server_environment(
+    with running_chat_services(
         workdir,
         token=TOKEN,
         rasa_port=RASA_PORT,
         action_port=ACTION_PORT,
         console_port=CONSOLE_PORT,
-        CONSOLE_USERS_FILE=str(users),
-        CONSOLE_SECRET="socketio-test-console-secret-" + "x" * 32,
-    )
-    with running_services(env) as supervisor:
+        console_secret="socketio-test-console-secret-" + "x" * 32,
+    ) as supervisor:
         # The project's credentials.yml, with the channels whose secrets are unset left off.
         assert SOCKET_CHANNEL in yaml.safe_load((workdir / "credentials.active.yml").read_text(encoding="utf-8"))
         yield supervisor

@@ -299,7 +299,9 @@ def replayed_events(
     return calls
 
 
-def chat(domain: Domain, policies: Tuple[RulePolicy, RulePolicy]) -> Tuple[Conversation, List[int]]:
+def chat(
+    domain: Domain, policies: Tuple[RulePolicy, RulePolicy], kind: Type[Conversation] = Conversation
+) -> Tuple[Conversation, List[int]]:
     """A conversation that checks both policies at every step; also returns the step count."""
     reference, bounded = policies
     checked = [0]
@@ -308,7 +310,7 @@ def chat(domain: Domain, policies: Tuple[RulePolicy, RulePolicy]) -> Tuple[Conve
         assert_same_prediction(tracker, domain, reference, bounded)
         checked[0] += 1
 
-    conversation = Conversation(domain, reference, check)
+    conversation = kind(domain, reference, check)
     conversation.start_session()
     return conversation, checked
 
@@ -660,14 +662,7 @@ def test_remembered_rule_matches_give_the_same_predictions_for_new_words(
         return original(self, lookup, states)
 
     monkeypatch.setattr(RulePolicy, "_get_possible_keys", counting)
-    checked = [0]
-
-    def check(tracker: DialogueStateTracker) -> None:
-        assert_same_prediction(tracker, domain, reference, bounded)
-        checked[0] += 1
-
-    conversation = WordedConversation(domain, reference, check)
-    conversation.start_session()
+    conversation, checked = chat(domain, (reference, bounded), WordedConversation)
     play(conversation, seed=11, turns=60)  # every kind of turn, each in new words
     after_each: List[int] = []
     for _ in range(40):  # then question after question, as most conversations go

@@ -17,7 +17,7 @@ from bot.crisis import CrisisResources, load_crisis_resources
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT
 from bot.web.demo import render_clinic_page
-from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
+from tests.servers import running_chat_services
 
 RASA_PORT = 25005
 ACTION_PORT = 25055
@@ -62,20 +62,15 @@ FOREIGN_PAGE = f"""<!doctype html>
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
     """Actions, Rasa (the project's channels), worker and console on test ports."""
-    require_model()
     workdir = tmp_path_factory.mktemp("widget-servers")
-    write_endpoints(workdir, ACTION_PORT)
-    users = write_console_users(workdir, "unused-password-123")
-    env = server_environment(
+    with running_chat_services(
         workdir,
         token=TOKEN,
         rasa_port=RASA_PORT,
         action_port=ACTION_PORT,
         console_port=CONSOLE_PORT,
-        CONSOLE_USERS_FILE=str(users),
-        CONSOLE_SECRET="widget-test-console-secret-" + "x" * 32,
-    )
-    with running_services(env) as supervisor:
+        console_secret="widget-test-console-secret-" + "x" * 32,
+    ) as supervisor:
         # The project's credentials.yml, with the channels whose secrets are unset left off.
         assert SOCKET_CHANNEL in yaml.safe_load((workdir / "credentials.active.yml").read_text(encoding="utf-8"))
         yield supervisor
