@@ -24,11 +24,12 @@ from bot.channels.socketio import (
 from bot.channels.text import MAX_MESSAGE_CHARS
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT
+from tests.escalation.receivers import free_port
 from tests.servers import running_chat_services
 
-RASA_PORT = 25005
-ACTION_PORT = 25055
-CONSOLE_PORT = 28000
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+CONSOLE_PORT = free_port()
 TOKEN = "socketio-test-token"
 ALLOWED_ORIGIN = f"http://127.0.0.1:{CONSOLE_PORT}"
 # Guards against a hung server; no assertion depends on how fast it answers.

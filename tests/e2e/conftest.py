@@ -14,12 +14,13 @@ import pytest
 from bot.escalation.store import EscalationStore
 from bot.services import Supervisor
 from bot.settings import Settings
+from tests.escalation.receivers import free_port
 from tests.e2e.receiver import AlertReceiver
 from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
-RASA_PORT = 15005
-ACTION_PORT = 15055
-CONSOLE_PORT = 18000
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+CONSOLE_PORT = free_port()
 RECEIVER_PORT = 18099
 TOKEN = "e2e-test-token"
 CLINICIAN_PASSWORD = "e2e-clinician-password"

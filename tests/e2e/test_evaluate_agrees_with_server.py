@@ -29,12 +29,13 @@ from bot.evaluation.server_check import (
 )
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT, Settings
+from tests.escalation.receivers import free_port
 from tests.servers import running_services, server_environment, write_endpoints
 
 pytestmark = pytest.mark.e2e
 
-RASA_PORT = 65005
-ACTION_PORT = 65055
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
 TOKEN = "server-check-token"
 CASE_FILES = ("faq_cases.yml", "faq_cases_fresh.yml", "risk_cases.yml")
 MIN_AGREEMENT = 0.97

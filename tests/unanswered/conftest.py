@@ -14,12 +14,13 @@ import sqlalchemy as sa
 
 from bot.services import Supervisor, service_environment
 from bot.settings import PROJECT_ROOT, Settings
+from tests.escalation.receivers import free_port
 from tests.escalation.conftest import postgres_url  # noqa: F401 - the fixture, started if down
 from tests.servers import require_model, running_services, server_environment, write_endpoints
 
-RASA_PORT = 45005
-ACTION_PORT = 45055
-CONSOLE_PORT = 48000
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+CONSOLE_PORT = free_port()
 TOKEN = "unanswered-e2e-token"
 
 

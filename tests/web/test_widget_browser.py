@@ -17,11 +17,12 @@ from bot.crisis import CrisisResources, load_crisis_resources
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT
 from bot.web.demo import render_clinic_page
+from tests.escalation.receivers import free_port
 from tests.servers import running_chat_services
 
-RASA_PORT = 25005
-ACTION_PORT = 25055
-CONSOLE_PORT = 28000
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+CONSOLE_PORT = free_port()
 FOREIGN_PORT = 28999
 PAGE_URL = f"http://127.0.0.1:{CONSOLE_PORT}/"
 TOKEN = "widget-test-token"

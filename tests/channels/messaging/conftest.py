@@ -14,13 +14,14 @@ import pytest
 from bot.channels.credentials import write_active_credentials
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT, Settings
+from tests.escalation.receivers import free_port
 from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
 from .fake_platform import FakePlatform
 
-RASA_PORT = 35005
-ACTION_PORT = 35055
-CONSOLE_PORT = 38000
+RASA_PORT = free_port()
+ACTION_PORT = free_port()
+CONSOLE_PORT = free_port()
 PLATFORM_PORT = 38091
 TOKEN = "messaging-test-token"
 PUBLIC_BASE_URL = "https://assistant.example.org"
