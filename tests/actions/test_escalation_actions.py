@@ -60,14 +60,11 @@ def database_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Escalation
 
 
 def recorded_risk(recorder: EscalationRecorder, events: Sequence[Dict[str, Any]]) -> None:
-    """What the Rasa server records while it renders the crisis reply of the latest turn."""
-    request = decision.decision_for("utter_crisis", SENDER, "rest", events[: _crisis_index(events)])
-    assert request is not None
+    """What the Rasa server recorded while it rendered the crisis reply to the first message."""
+    first_message = next(i for i, e in enumerate(events) if e["event"] == "user")
+    request = decision.decision_for("utter_crisis", SENDER, "rest", events[: first_message + 1])
+    assert request is not None and request.level == "urgent"
     assert recorder.record(request).durable
-
-
-def _crisis_index(events: Sequence[Dict[str, Any]]) -> int:
-    return max(i for i, e in enumerate(events) if e["event"] == "user") + 1
 
 
 def asked_for_contact(*before: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -160,7 +157,8 @@ def test_a_changed_contact_keeps_the_earlier_one(recorder: EscalationRecorder, d
     recorded_risk(recorder, events)
     first = [*events, listen(), user(PHONE, "provide_contact")]
     assert run(ActionRecordContact, first) == [SlotSet("contact_outcome", "saved")]
-    second = [*first, action("action_record_contact"), *said("utter_contact_status"), listen(), user(EMAIL, "provide_contact")]
+    saved = [action("action_record_contact"), *said("utter_contact_status")]
+    second = [*first, *saved, listen(), user(EMAIL, "provide_contact")]
 
     assert run(ActionRecordContact, second) == [SlotSet("contact_outcome", "saved")]
 
@@ -183,7 +181,8 @@ def test_withdrawing_clears_the_contact_and_keeps_the_history(recorder: Escalati
     recorded_risk(recorder, events)
     given = [*events, listen(), user(PHONE, "provide_contact")]
     run(ActionRecordContact, given)
-    withdraw = [*given, action("action_record_contact"), *said("utter_contact_status"), listen(), user("delete my number", "withdraw_contact")]
+    saved = [action("action_record_contact"), *said("utter_contact_status")]
+    withdraw = [*given, *saved, listen(), user("delete my number", "withdraw_contact")]
 
     assert run(ActionWithdrawContact, withdraw) == [SlotSet("contact_outcome", "withdrawn")]
 

@@ -259,7 +259,8 @@ def test_each_risk_message_made_one_escalation_alerted_exactly_once(stack: Fault
     escalations = stack.escalations()
     bodies = [alert["body"] for alert in stack.receiver.received]
     per_escalation = {e.id: len(stack.receiver.alerts_for(e.id)) for e in escalations}
-    keys = [{k.lower(): v for k, v in alert["headers"].items()}.get("idempotency-key") for alert in stack.receiver.received]
+    headers = [{k.lower(): v for k, v in alert["headers"].items()} for alert in stack.receiver.received]
+    keys = [header.get("idempotency-key") for header in headers]
     stack.figures += [
         f"risk messages sent: {len(stack.sent)}",
         f"escalations created: {len(escalations)}",

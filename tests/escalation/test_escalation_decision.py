@@ -19,7 +19,6 @@ from rasa.shared.core.events import BotUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
-from bot.escalation import decision
 from bot.escalation.decision import InServerEscalations, is_clear_yes
 from bot.escalation.recorder import EscalationRecorder
 from bot.escalation.store import EscalationStore
@@ -258,7 +257,8 @@ def generator(domain: Domain, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *
 
 
 def utter(name: str, nlg: Any, tracker: DialogueStateTracker, domain: Domain) -> BotUttered:
-    events = asyncio.run(action_for_name_or_text(name, domain, None).run(CollectingOutputChannel(), nlg, tracker, domain))
+    response = action_for_name_or_text(name, domain, None)
+    events = asyncio.run(response.run(CollectingOutputChannel(), nlg, tracker, domain))
     [event] = events
     tracker.update(event)
     return event
@@ -286,7 +286,9 @@ def test_the_server_records_while_rendering_and_says_only_what_is_true(
     assert (escalation.level, escalation.category, escalation.conversation_id) == ("urgent", "suicide", SENDER)
 
 
-def test_without_the_option_nothing_is_recorded(domain: Domain, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_the_option_nothing_is_recorded(
+    domain: Domain, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     nlg = generator(domain, monkeypatch, tmp_path)
     tracker = DialogueStateTracker.from_dict(SENDER, crisis_turn("I want to die", "priority", "suicide"), domain.slots)
 
