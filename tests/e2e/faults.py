@@ -150,6 +150,11 @@ class TcpHop:
     def cut(self) -> None:
         """Nothing listens on the port any more, and open connections break."""
         if self._listener is not None:
+            try:
+                # Closing alone leaves a socket that a blocked accept() still holds listening.
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
             self._listener = None
         with self._lock:

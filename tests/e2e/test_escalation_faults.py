@@ -160,9 +160,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
 
 def test_action_server_stopped(stack: FaultStack) -> None:
     stack.supervisor.stop_service("action server")
+    stack.action_hop.stop()  # nothing listens where the Rasa server calls actions
     try:
         replies = stack.send_risk()
     finally:
+        stack.action_hop.start()
         stack.restart("action server")
     _honest_status(replies)
     stack.wait_for_alert(list(stack.sent)[-1])
