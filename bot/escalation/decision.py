@@ -6,7 +6,12 @@ the action's events are lost and the conversation goes on. An escalation
 recorded by a custom action is lost with them, while the person has already
 read the crisis reply. So the decision is recorded where it is made: in the
 Rasa server, by the response generator, when it renders the crisis reply
-(`InServerEscalations`). The action server only completes it (slots, contact).
+(`InServerEscalations`). Rasa's `ActionBotResponse.run` awaits
+`nlg.generate(response, tracker, ...)` with the turn's tracker and only then
+returns the message, which the processor sends (socket, messaging apps) or
+collects for the REST reply: a write finished inside `generate` precedes the
+reply on every channel, and needs no other service. The action server only
+completes the decision (slots, contact details).
 
 Everything here reads the conversation as Rasa's JSON events (`event.as_dict()`
 in the server, `tracker.events` in rasa-sdk), so the server and the action
@@ -20,7 +25,6 @@ import logging
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -32,6 +36,7 @@ from bot.escalation.records import (
     UNSPECIFIED_CATEGORY,
     EscalationRequest,
     RecordOutcome,
+    utc_now,
 )
 from bot.escalation.store import EscalationStore
 
@@ -220,20 +225,20 @@ def escalation_request(
         category=category,
         turn=turn.id,
         transcript=transcript(events),
-        decided_at=datetime.now(timezone.utc),
+        decided_at=utc_now(),
     )
 
 
-def decision_for(response: str, conversation_id: str, channel: Optional[str], events: Sequence[Event]) -> Optional[
-    EscalationRequest
-]:
+def decision_for(
+    response: str, conversation_id: str, channel: Optional[str], events: Sequence[Event]
+) -> Optional[EscalationRequest]:
     """The escalation that rendering `response` now means, if any.
 
-    - a crisis reply: a risk at the message's level (urgent when the person
-      did not clearly say they are safe);
+    - a crisis reply: a risk at the message's level (urgent when the message
+      answered "Are you safe right now?" with anything but a clear yes);
     - the not-safe reply, or "glad you're safe" after anything but a clear yes:
-      the open escalation becomes urgent;
-    - "I'm passing your request to the care team": a low-priority request.
+      the conversation's escalation becomes urgent (the store updates it);
+    - the answer to a request for a person: a low-priority request.
     """
     turn = latest_turn(events)
     if turn is None:
