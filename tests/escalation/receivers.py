@@ -35,10 +35,13 @@ class WebhookReceiver:
     def __init__(
         self,
         port: int | None = None,
-        statuses: list[int] | None = None,
+        statuses: list[int | tuple[int, dict[str, str]]] | None = None,
         delay_seconds: float = 0.0,
     ) -> None:
-        """Prepare a receiver; ``statuses`` are answered in order, then 200 forever."""
+        """Prepare a receiver; ``statuses`` are answered in order, then 200 forever.
+
+        An entry may be (status, headers), e.g. (429, {"Retry-After": "120"}).
+        """
         self.port = port or free_port()
         self.statuses = list(statuses or [])
         self.delay_seconds = delay_seconds
@@ -55,8 +58,11 @@ class WebhookReceiver:
             ReceivedRequest(dict(request.headers), await request.read())
         )
         await asyncio.sleep(self.delay_seconds)
-        status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, text="ok" if status < 300 else "nope")
+        answer = self.statuses.pop(0) if self.statuses else 200
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return web.Response(
+            status=status, text="ok" if status < 300 else "nope", headers=headers
+        )
 
     async def start(self) -> WebhookReceiver:
         """Start listening on the receiver's port."""
