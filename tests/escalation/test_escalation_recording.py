@@ -484,3 +484,51 @@ def test_sqlite_and_postgres_store_decisions_in_one_row_each(database: Database)
         keys = conn.execute(sa.select(escalations.c.conversation_key)).scalars().all()
     engine.dispose()
     assert len(set(keys)) == 2 and all(len(key) == 64 for key in keys)
+
+
+def test_two_recorders_storing_the_same_decision_keep_one(
+    database: Database, tmp_path: Path
+) -> None:
+    """Two processes recording one decision at once (e.g. a retry) store it once."""
+    barrier = threading.Barrier(2)
+    stores = [database.store(), database.store()]
+    recorders = [
+        EscalationRecorder(lambda store=store: store, tmp_path / "spool")  # type: ignore[misc]
+        for store in stores
+    ]
+
+    def record(recorder: EscalationRecorder) -> RecordOutcome:
+        barrier.wait()
+        return recorder.record(request())
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(record, recorders))
+    for recorder in recorders:
+        recorder.close()
+
+    assert outcomes[0].escalation_id == outcomes[1].escalation_id is not None
+    assert len(database.store().list_escalations()) == 1
+    assert list((tmp_path / "spool").glob("*.json")) == []
+
+
+def test_escalation_settings_are_read_from_the_environment(tmp_path: Path) -> None:
+    """The new schedule and limit variables reach the configuration."""
+    from bot.settings import escalation_config_from_env
+
+    config = escalation_config_from_env(
+        {
+            "ESCALATION_ACK_MINUTES": "5",
+            "ESCALATION_PRIORITY_ACK_MINUTES": "45",
+            "ESCALATION_HUMAN_REQUESTS_PER_HOUR": "2",
+            "ESCALATION_LOW_ALERTS_PER_MINUTE": "0",
+            "ESCALATION_RECORD_TIMEOUT_SECONDS": "1.5",
+        },
+        tmp_path,
+    )
+
+    assert config.reminder_minutes == {"urgent": 5.0, "priority": 45.0}
+    assert (config.human_requests_per_hour, config.low_alerts_per_minute) == (2, 0)
+    assert config.record_timeout_seconds == 1.5
+    defaults = escalation_config_from_env({}, tmp_path)
+    assert (defaults.priority_ack_minutes, defaults.human_requests_per_hour) == (60, 3)
+    assert (defaults.low_alerts_per_minute, defaults.record_timeout_seconds) == (30, 2)
