@@ -69,6 +69,9 @@ PRIMARY = "primary"
 SECOND = "second"
 RECIPIENTS = (PRIMARY, SECOND)
 
+# Indexes of earlier versions: conversation ids are now looked up by their fixed-length key.
+OBSOLETE_INDEXES = ("ix_escalations_conversation_id",)
+
 SYSTEM_ACTOR = "system"
 MAX_ERROR_LENGTH = 500
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
@@ -477,7 +480,9 @@ class EscalationStore:
         self._dialect = url.get_backend_name()
         self._schema = schema
         create_tables(metadata, self._engine)
-        upgrade_tables(metadata, self._engine, schema=schema)
+        upgrade_tables(
+            metadata, self._engine, schema=schema, obsolete_indexes=OBSOLETE_INDEXES
+        )
         self._backfill_conversation_keys()
 
     @classmethod

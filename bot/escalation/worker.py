@@ -1,4 +1,12 @@
-"""Background delivery of escalation alerts from the outbox, with retries."""
+"""Background delivery of escalation alerts from the outbox, with retries.
+
+Each pass stores what waits in the spool, queues reminders that are due, then
+claims due alerts, urgent first, and sends them one level at a time, so an
+urgent alert never queues behind a flood of low-level ones. All state lives in
+the store: any number of workers may run, and a restart resumes. A receiver
+answering 429 is left alone for as long as it asks; that is not a failed
+attempt.
+"""
 
 from __future__ import annotations
 

@@ -312,6 +312,13 @@ def test_old_schema_is_upgraded_in_place(database: Database) -> None:
     assert merged.id == "00000000-0000-4000-8000-000000000001"
     assert store.record(request(conversation_id="z" * 4000)).conversation_id == "z" * 4000
     assert store.queue_overdue_reminders(utc_now(), {"urgent": 10}, ("webhook",)) == 1
+    engine = database.engine()
+    indexes = {i["name"] for i in sa.inspect(engine).get_indexes("escalations", schema=database.schema)}
+    columns = {c["name"]: c["type"] for c in sa.inspect(engine).get_columns("escalations", schema=database.schema)}
+    engine.dispose()
+    assert "ix_escalations_conversation_id" not in indexes
+    assert "ix_escalations_conversation_key" in indexes
+    assert isinstance(columns["conversation_id"], sa.Text) or database.dialect == "sqlite"
 
 
 # Contact ------------------------------------------------------------------------
