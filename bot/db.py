@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -23,23 +24,29 @@ def create_tables(metadata: sa.MetaData, engine: Engine) -> None:
         metadata.create_all(engine)
 
 
-def upgrade_tables(metadata: sa.MetaData, engine: Engine, schema: str | None = None) -> None:
+def upgrade_tables(
+    metadata: sa.MetaData,
+    engine: Engine,
+    schema: str | None = None,
+    obsolete_indexes: Sequence[str] = (),
+) -> None:
     """Brings tables made by an older version up to ``metadata``, keeping their rows.
 
     Only additive changes are made, so a newer and an older process can share a
     database during a rolling restart: missing columns are added (nullable or
     with their server default), missing indexes are created, and on PostgreSQL
-    VARCHAR columns that became TEXT are widened. Indexes on a column that is no
-    longer indexed are dropped, since PostgreSQL cannot index very long values.
-    A race with another process doing the same is tolerated by checking again.
+    VARCHAR columns that became TEXT are widened. The ``obsolete_indexes`` named
+    are dropped (PostgreSQL cannot index very long values, so an index on a
+    widened column must go). A race with another process doing the same is
+    tolerated by checking again.
     """
     try:
-        _upgrade(metadata, engine, schema)
+        _upgrade(metadata, engine, schema, obsolete_indexes)
     except sa.exc.DatabaseError:
-        _upgrade(metadata, engine, schema)
+        _upgrade(metadata, engine, schema, obsolete_indexes)
 
 
-def _upgrade(metadata: sa.MetaData, engine: Engine, schema: str | None) -> None:
+def _upgrade(metadata: sa.MetaData, engine: Engine, schema: str | None, obsolete_indexes: Sequence[str]) -> None:
     inspector = sa.inspect(engine)
     preparer = engine.dialect.identifier_preparer
     with engine.begin() as conn:
@@ -57,14 +64,10 @@ def _upgrade(metadata: sa.MetaData, engine: Engine, schema: str | None) -> None:
                     name = preparer.quote(column.name)
                     conn.execute(sa.text(f"ALTER TABLE {qualified} ALTER COLUMN {name} TYPE TEXT"))
                     logger.info("Widened %s.%s to TEXT.", table.name, column.name)
-            indexed = {index["name"]: index for index in inspector.get_indexes(table.name, schema=schema)}
-            wanted = {index.name for index in table.indexes}
-            for name, index in indexed.items():
-                if name and name not in wanted and name.startswith("ix_") and not index.get("unique"):
-                    columns = index.get("column_names") or []
-                    if all(not table.c[c].index for c in columns if c in table.c):
-                        conn.execute(sa.text(f"DROP INDEX {_qualified_index(preparer, schema, name)}"))
-                        logger.info("Dropped the obsolete index %s.", name)
+            indexed = {index["name"] for index in inspector.get_indexes(table.name, schema=schema)}
+            for name in indexed.intersection(obsolete_indexes):
+                conn.execute(sa.text(f"DROP INDEX {_qualified_index(preparer, schema, name)}"))
+                logger.info("Dropped the obsolete index %s.", name)
             for index in table.indexes:
                 if index.name not in indexed:
                     index.create(conn)

@@ -91,6 +91,10 @@ def escalation_config_from_env(env: Mapping[str, str], root: Path) -> Escalation
         ack_minutes=float(env.get("ESCALATION_ACK_MINUTES", "").strip() or 10),
         max_attempts=_int(env, "ESCALATION_MAX_ATTEMPTS", 8),
         console_base_url=_text(env, "CONSOLE_BASE_URL") or "http://localhost:8000/console",
+        priority_ack_minutes=float(env.get("ESCALATION_PRIORITY_ACK_MINUTES", "").strip() or 60),
+        human_requests_per_hour=_int(env, "ESCALATION_HUMAN_REQUESTS_PER_HOUR", 3),
+        low_alerts_per_minute=_int(env, "ESCALATION_LOW_ALERTS_PER_MINUTE", 30),
+        record_timeout_seconds=float(env.get("ESCALATION_RECORD_TIMEOUT_SECONDS", "").strip() or 2),
     )
 
 

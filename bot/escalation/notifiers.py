@@ -28,9 +28,8 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 # Before Python 3.11 asyncio.TimeoutError (what aiohttp raises) is not the builtin one.
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
-# The chat channel is a name like 'socketio'; anything else is cut down to that shape.
-_CHANNEL_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-MAX_CHANNEL_LENGTH = 32
+# The chat channel is a name like 'socketio'; anything else is not repeated in an alert.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _LEVEL_LABELS = {"urgent": "URGENT", "priority": "Priority", "low": "Low priority"}
 _KIND_LABELS = {
     "risk": "Risk escalation",
@@ -114,7 +113,9 @@ class Alert:
             kind=escalation.kind,
             level=escalation.level,
             category=escalation.category,
-            channel=_CHANNEL_NAME.sub("", escalation.channel)[:MAX_CHANNEL_LENGTH] or "unknown",
+            channel=escalation.channel
+            if _CHANNEL_NAME.fullmatch(escalation.channel)
+            else "unknown",
             created_at=escalation.created_at.isoformat(timespec="seconds"),
             purpose=row.purpose,
             console_url=f"{console_base_url.rstrip('/')}/escalations/{escalation.id}",

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import sqlalchemy as sa
 
 from bot.escalation import spool
+from bot.escalation.config import EscalationConfig
 from bot.escalation.records import (
     CONTACT_METHODS,
     LEVELS,
@@ -81,6 +82,15 @@ class EscalationRecorder:
         self.timeout_seconds = timeout_seconds
         # Database calls run here so a hanging database cannot hold the reply.
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="escalation-recorder")
+
+    @classmethod
+    def from_config(cls, config: EscalationConfig, spool_dir: Path) -> EscalationRecorder:
+        """Build the recorder of a process from its settings (the store opens on first use)."""
+        return cls(
+            lambda: EscalationStore.from_config(config),
+            spool_dir,
+            timeout_seconds=config.record_timeout_seconds,
+        )
 
     @property
     def store(self) -> EscalationStore:

@@ -69,6 +69,9 @@ PRIMARY = "primary"
 SECOND = "second"
 RECIPIENTS = (PRIMARY, SECOND)
 
+# Indexes of earlier versions: conversation ids are now looked up by their fixed-length key.
+OBSOLETE_INDEXES = ("ix_escalations_conversation_id",)
+
 SYSTEM_ACTOR = "system"
 MAX_ERROR_LENGTH = 500
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
@@ -455,13 +458,19 @@ class EscalationStore:
                 "use SQLite or PostgreSQL"
             )
         connect_args: dict[str, Any] = {}
+        options: dict[str, Any] = {}
         if url.get_backend_name() == "sqlite":
             _ensure_sqlite_directory(url)
             connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
+            if url.database and url.database != ":memory:":
+                # Reuse file connections (SQLAlchemy 1.4 reopens the file per use);
+                # the pool hands each to one thread at a time.
+                connect_args["check_same_thread"] = False
+                options["poolclass"] = sa.pool.QueuePool
         elif connect_timeout_seconds is not None:
             connect_args["connect_timeout"] = max(1, round(connect_timeout_seconds))
         engine = sa.create_engine(
-            url, future=True, pool_pre_ping=True, connect_args=connect_args
+            url, future=True, pool_pre_ping=True, connect_args=connect_args, **options
         )
         if url.get_backend_name() == "sqlite":
             sa.event.listen(engine, "connect", _configure_sqlite_connection)
@@ -471,7 +480,9 @@ class EscalationStore:
         self._dialect = url.get_backend_name()
         self._schema = schema
         create_tables(metadata, self._engine)
-        upgrade_tables(metadata, self._engine, schema=schema)
+        upgrade_tables(
+            metadata, self._engine, schema=schema, obsolete_indexes=OBSOLETE_INDEXES
+        )
         self._backfill_conversation_keys()
 
     @classmethod
@@ -519,7 +530,10 @@ class EscalationStore:
         now = utc_now()
         with self._engine.begin() as conn:
             escalation_id = self._record_in(conn, decision, now)
-        return self.get(escalation_id)
+            row = conn.execute(
+                escalations.select().where(escalations.c.id == escalation_id)
+            ).one()
+        return _row_to(Escalation, row)
 
     def _record_in(self, conn: Connection, decision: Normalised, now: datetime) -> str:
         if self._dialect == "postgresql":
@@ -551,19 +565,36 @@ class EscalationStore:
             if existing is None:
                 raise EscalationError("a stored decision has no escalation")
             return str(existing)
-        open_row = conn.execute(
+        # One query finds both the open escalation and this hour's requests for a person.
+        candidates = conn.execute(
             escalations.select()
             .where(escalations.c.conversation_key == decision.conversation_key)
-            .where(escalations.c.status.in_(UNRESOLVED))
+            .where(
+                sa.or_(
+                    escalations.c.status.in_(UNRESOLVED),
+                    sa.and_(
+                        escalations.c.kind == "human_request",
+                        escalations.c.created_at > now - timedelta(hours=1),
+                    ),
+                )
+            )
             .order_by(escalations.c.created_at.desc())
-            .limit(1)
-        ).first()
+        ).all()
+        open_row = next((row for row in candidates if row.status in UNRESOLVED), None)
+        recent_requests = [
+            row
+            for row in candidates
+            if row.kind == "human_request" and row.created_at > now - timedelta(hours=1)
+        ]
         if open_row is not None:
             escalation_id = self._merge(conn, open_row, decision, now, "merged")
-        elif decision.kind == "human_request" and (
-            latest := self._over_human_request_limit(conn, decision, now)
+        elif (
+            decision.kind == "human_request"
+            and len(recent_requests) >= self.human_requests_per_hour
         ):
-            escalation_id = self._merge(conn, latest, decision, now, "merged_rate_limited")
+            escalation_id = self._merge(
+                conn, recent_requests[0], decision, now, "merged_rate_limited"
+            )
         else:
             escalation_id = self._insert_escalation(
                 conn,
@@ -584,20 +615,6 @@ class EscalationStore:
             .values(escalation_id=escalation_id)
         )
         return escalation_id
-
-    def _over_human_request_limit(
-        self, conn: Connection, decision: Normalised, now: datetime
-    ) -> Row | None:
-        """Return the latest human request if this conversation used up its hourly quota."""
-        recent = (
-            escalations.select()
-            .where(escalations.c.conversation_key == decision.conversation_key)
-            .where(escalations.c.kind == "human_request")
-            .where(escalations.c.created_at > now - timedelta(hours=1))
-            .order_by(escalations.c.created_at.desc())
-        )
-        rows = conn.execute(recent).all()
-        return rows[0] if len(rows) >= self.human_requests_per_hour else None
 
     def _merge(
         self,

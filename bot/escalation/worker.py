@@ -1,4 +1,12 @@
-"""Background delivery of escalation alerts from the outbox, with retries."""
+"""Background delivery of escalation alerts from the outbox, with retries.
+
+Each pass stores what waits in the spool, queues reminders that are due, then
+claims due alerts, urgent first, and sends them one level at a time, so an
+urgent alert never queues behind a flood of low-level ones. All state lives in
+the store: any number of workers may run, and a restart resumes. A receiver
+answering 429 is left alone for as long as it asks; that is not a failed
+attempt.
+"""
 
 from __future__ import annotations
 
@@ -82,6 +90,8 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self.spool_dir = spool_dir
         self.quarantine_dir = quarantine_dir
+        # Destinations that answered 429 during the current pass, until when.
+        self._paused: dict[tuple[str, str], datetime] = {}
 
     async def deliver_pending_alerts(self) -> int:
         """Run one delivery pass: store spooled entries, queue reminders, send due alerts.
@@ -124,6 +134,7 @@ class DeliveryWorker:
             self.store.claim_due, now, self.config.batch_size, self.config.lease_seconds
         )
         delivered = 0
+        self._paused = {}
         for rank in sorted({row.level_rank for row in rows}):
             # Concurrent sends within a level: one slow receiver must not hold back the others.
             results = await asyncio.gather(
@@ -180,6 +191,18 @@ class DeliveryWorker:
         if row.attempts > self.config.max_attempts:
             # Claimed again only because a worker died during its final attempt.
             return await self._fail(row, "worker stopped during the final attempt")
+        paused_until = self._paused.get((row.recipient, row.channel))
+        if paused_until is not None:
+            # Claimed in the same pass as a row that got 429: it waits as well.
+            await asyncio.to_thread(
+                self.store.mark_failed,
+                row,
+                "destination asked to slow down",
+                paused_until,
+                max_attempts=self.config.max_attempts,
+                count_attempt=False,
+            )
+            return False
         try:
             escalation = await asyncio.to_thread(self.store.get, row.escalation_id)
             alert = Alert.build(escalation, row, self.config.console_base_url)
@@ -203,6 +226,7 @@ class DeliveryWorker:
         """Honour a 429: this row and every other for the destination wait as long as asked."""
         now = self._clock()
         until = now + timedelta(seconds=error.retry_after_seconds)
+        self._paused[(row.recipient, row.channel)] = until
         reason = f"receiver asked to wait {error.retry_after_seconds:g} s ({error})"
         await asyncio.to_thread(
             self.store.pause_destination, row.recipient, row.channel, until, reason
