@@ -25,7 +25,6 @@ from bot.contact import contact_detail
 from bot.escalation import decision
 from bot.escalation.recorder import EscalationRecorder
 from bot.escalation.records import LEVELS, higher_level
-from bot.escalation.store import EscalationStore
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ ESCALATION_LEVEL_SLOT = "escalation_level"
 def escalation_recorder() -> EscalationRecorder:
     """The action server's recorder (spool first, then the database), built on first use."""
     settings = Settings.from_env()
-    return EscalationRecorder(lambda: EscalationStore.from_config(settings.escalation), settings.escalation_spool_dir)
+    return EscalationRecorder.from_config(settings.escalation, settings.escalation_spool_dir)
 
 
 def _higher_level(current: Optional[Text], new: Text) -> Text:

@@ -38,7 +38,6 @@ from bot.escalation.records import (
     RecordOutcome,
     utc_now,
 )
-from bot.escalation.store import EscalationStore
 
 logger = logging.getLogger(__name__)
 
@@ -314,8 +313,7 @@ class InServerEscalations:
     @classmethod
     def from_config(cls, config: EscalationConfig, spool_dir: Path) -> "InServerEscalations":
         """Records through the project's recorder (spool in `spool_dir`, then the configured database)."""
-        recorder = EscalationRecorder(lambda: EscalationStore.from_config(config), spool_dir)
-        return cls(recorder, destinations_configured(config))
+        return cls(EscalationRecorder.from_config(config, spool_dir), destinations_configured(config))
 
     def handles(self, response: str) -> bool:
         """Whether rendering `response` involves an escalation decision or its outcome."""
