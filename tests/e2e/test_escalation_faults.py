@@ -11,6 +11,7 @@ exactly once, and no alert carrying the person's words.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -29,7 +30,7 @@ from bot.services import Supervisor
 from tests.e2e.faults import ERROR, HANG, ActionServerHop, TcpHop
 from tests.e2e.receiver import AlertReceiver
 from tests.escalation.conftest import POSTGRES_URL
-from tests.escalation.receivers import free_port
+from tests.escalation.receivers import SmtpSink, free_port
 from tests.servers import require_model, running_services, server_environment, write_endpoints
 
 pytestmark = pytest.mark.e2e
@@ -47,6 +48,7 @@ class FaultStack:
     supervisor: Supervisor
     rasa_port: int
     receiver: AlertReceiver
+    mailbox: SmtpSink
     action_hop: ActionServerHop
     db_hop: TcpHop
     store: EscalationStore
@@ -92,6 +94,11 @@ class FaultStack:
         self.supervisor.start_service(name)
         assert self.supervisor.wait_until_ready(timeout=300), f"{name} came back"
 
+    def emails_for(self, escalation_id: str) -> List[str]:
+        bodies = [message.get_payload(decode=True) or b"" for message in list(self.mailbox.messages)]
+        texts = [body.decode("utf-8", "replace") for body in bodies if isinstance(body, bytes)]
+        return [text for text in texts if escalation_id in text]
+
     def escalations(self) -> List[Escalation]:
         return [e for e in self.store.list_escalations(status=None) if e.conversation_id in self.sent]
 
@@ -103,7 +110,7 @@ class FaultStack:
             found = [e for e in self.escalations() if e.conversation_id == sender]
             if found:
                 escalation = found[0]
-                if self.receiver.alerts_for(escalation.id):
+                if self.receiver.alerts_for(escalation.id) and self.emails_for(escalation.id):
                     return escalation
             time.sleep(0.5)
         pytest.fail(f"no {'alert' if escalation else 'escalation'} for the conversation within {timeout:.0f} s")
@@ -116,7 +123,23 @@ def _honest_status(replies: List[Dict[str, Any]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+def mailbox() -> Iterator[SmtpSink]:
+    """A real SMTP server on loopback, the second alert destination, on a loop of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sink = SmtpSink()
+    asyncio.run_coroutine_threadsafe(sink.__aenter__(), loop).result(timeout=10)
+    try:
+        yield sink
+    finally:
+        asyncio.run_coroutine_threadsafe(sink.__aexit__(None, None, None), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, mailbox: SmtpSink) -> Iterator[FaultStack]:
     require_model()
     workdir = tmp_path_factory.mktemp("faults")
     schema = f"esc_e2e_{uuid.uuid4().hex[:12]}"
@@ -140,12 +163,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
         action_port=action_port,
         ESCALATION_DB_URL=hop_url.render_as_string(hide_password=False),
         ESCALATION_WEBHOOK_URL=receiver.url,
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(mailbox.port),
+        SMTP_FROM="alerts@clinic.example",
+        SMTP_TO="care-team@clinic.example",
+        SMTP_STARTTLS="false",
+        ESCALATION_ACK_MINUTES="120",  # no reminder within the module: every alert counted is a first alert
         ACTION_SERVER_TIMEOUT=str(ACTION_TIMEOUT_SECONDS),
     )
     store = EscalationStore(POSTGRES_URL, schema=schema)
     try:
         with running_services(env, only=SERVICES) as supervisor:
-            stack = FaultStack(supervisor, rasa_port, receiver, action_hop, db_hop, store, workdir / "spool")
+            stack = FaultStack(supervisor, rasa_port, receiver, mailbox, action_hop, db_hop, store, workdir / "spool")
             yield stack
             print("\n" + "\n".join(stack.figures))
     finally:
@@ -261,20 +290,26 @@ def test_each_risk_message_made_one_escalation_alerted_exactly_once(stack: Fault
     escalations = stack.escalations()
     bodies = [alert["body"] for alert in stack.receiver.received]
     per_escalation = {e.id: len(stack.receiver.alerts_for(e.id)) for e in escalations}
+    emails = {e.id: len(stack.emails_for(e.id)) for e in escalations}
+    email_texts = [text for e in escalations for text in stack.emails_for(e.id)]
     headers = [{k.lower(): v for k, v in alert["headers"].items()} for alert in stack.receiver.received]
     keys = [header.get("idempotency-key") for header in headers]
     stack.figures += [
         f"risk messages sent: {len(stack.sent)}",
         f"escalations created: {len(escalations)}",
         f"alerts received: {len(bodies)} (distinct idempotency keys: {len(set(keys))})",
-        f"alerts per escalation: {sorted(per_escalation.values())}",
+        f"webhook alerts per escalation: {sorted(per_escalation.values())}",
+        f"emails received: {len(stack.mailbox.messages)}; per escalation: {sorted(emails.values())}",
     ]
     assert len(escalations) == len(stack.sent) == 7
     assert sorted({e.conversation_id for e in escalations}) == sorted(stack.sent)
     assert all(count == 1 for count in per_escalation.values()), per_escalation
     assert len(bodies) == len(escalations)
+    assert all(count == 1 for count in emails.values()), emails
+    assert len(stack.mailbox.messages) == len(escalations)
     for words in stack.sent.values():
         assert not any(words in body for body in bodies), "an alert carried the person's words"
+        assert not any(words in text for text in email_texts), "an email carried the person's words"
     assert all(any(words in turn["text"] for turn in e.transcript) for e, words in (
         (e, stack.sent[e.conversation_id]) for e in escalations
     )), "the console keeps the words"
