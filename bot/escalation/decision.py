@@ -400,5 +400,4 @@ class InServerEscalations:
             return status
         if status is not None and status.get("text"):
             reply["text"] = f"{reply.get('text') or ''}\n\n{status['text']}".strip()
-        reply["rendered_responses"] = [NOT_SAFE_RESPONSE, STATUS_RESPONSE]
         return reply
