@@ -589,7 +589,9 @@ class EscalationStore:
         if open_row is not None:
             escalation_id = self._merge(conn, open_row, decision, now, "merged")
         elif (
+            # Only low-level requests are limited: urgent and priority always open one.
             decision.kind == "human_request"
+            and decision.level == "low"
             and len(recent_requests) >= self.human_requests_per_hour
         ):
             escalation_id = self._merge(
@@ -650,12 +652,21 @@ class EscalationStore:
         self._insert_event(conn, escalation_id, SYSTEM_ACTOR, action, now, "; ".join(notes))
         if raised and current["status"] != "resolved":
             rank = LEVEL_RANK[decision.level]
-            # Alerts still waiting go out at the new level's place in the queue.
+            # Alerts still waiting go out at the new level's place in the queue, and
+            # one held back by the low-level cap is held no longer.
             conn.execute(
                 outbox.update()
                 .where(outbox.c.escalation_id == escalation_id)
                 .where(outbox.c.status.in_(("pending", "sending")))
                 .values(level_rank=rank)
+            )
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.escalation_id == escalation_id)
+                .where(outbox.c.status == "pending")
+                .where(outbox.c.attempts == 0)
+                .where(outbox.c.next_attempt_at > now)
+                .values(next_attempt_at=now)
             )
             self._insert_outbox_rows(
                 conn,

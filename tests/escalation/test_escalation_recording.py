@@ -254,14 +254,19 @@ def test_human_requests_per_conversation_are_rate_limited(database: Database) ->
     store.resolve(second.id, actor="dr.rivera")
 
     third = store.record(request(turn_id="m3", **human))
-    risk = store.record(request(turn_id="m4", level="urgent", category="suicide"))
+    priority_request = store.record(
+        request(turn_id="m4", kind="human_request", level="priority", category=None)
+    )
+    store.resolve(priority_request.id, actor="dr.rivera")
+    risk = store.record(request(turn_id="m5", level="urgent", category="suicide"))
 
     assert third.id == second.id
     assert store.events(second.id)[-1].action == "merged_rate_limited"
-    assert risk.id not in (first.id, second.id)
+    assert priority_request.id not in (first.id, second.id)
+    assert risk.id not in (first.id, second.id, priority_request.id)
     assert risk.status == "open"
     alerts = [row.escalation_id for row in store.list_outbox()]
-    assert alerts == [first.id, second.id, risk.id]
+    assert alerts == [first.id, second.id, priority_request.id, risk.id]
 
 
 def test_old_schema_is_upgraded_in_place(database: Database) -> None:
