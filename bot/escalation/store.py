@@ -36,13 +36,16 @@ from bot.escalation.records import (
     LEVELS,
     RISK_CATEGORIES,
     SENDERS,
+    UNKNOWN_CONVERSATION,
     UNSPECIFIED_CATEGORY,
     UTC,
     ContactRequest,
     EscalationRequest,
     Normalised,
     normalise,
+    normalise_id,
     stable_key,
+    storable,
     utc_now,
 )
 
@@ -744,7 +747,7 @@ class EscalationStore:
             escalations.insert().values(
                 id=escalation_id,
                 conversation_id=conversation_id,
-                conversation_key=stable_key(conversation_id),
+                conversation_key=stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION),
                 channel=channel,
                 kind=kind,
                 level=level,
@@ -803,7 +806,8 @@ class EscalationStore:
         with self._engine.connect() as conn:
             escalation_id = conn.execute(
                 sa.select(escalation_decisions.c.escalation_id).where(
-                    escalation_decisions.c.decision_key == stable_key(conversation_id, turn)
+                    escalation_decisions.c.decision_key
+                    == stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION, normalise_id(turn))
                 )
             ).scalar()
         return None if escalation_id is None else self.get(str(escalation_id))
@@ -912,7 +916,8 @@ class EscalationStore:
         at: datetime | None,
     ) -> Escalation:
         at = at or utc_now()
-        conversation_key = stable_key(conversation_id or "")
+        conversation_key = stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION)
+        value = None if value is None else storable(value)
         entry_key = stable_key("contact", entry_id or str(uuid.uuid4()))
         with self._engine.begin() as conn:
             latest = conn.execute(
