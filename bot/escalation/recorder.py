@@ -158,7 +158,7 @@ class EscalationRecorder:
     def _spool(self, entry_type: str, payload: dict[str, Any], level: Optional[str]) -> Optional[Path]:
         try:
             return spool.write_entry(self.spool_dir, entry_type, payload)
-        except OSError as error:
+        except (OSError, ValueError, TypeError) as error:
             logger.critical(
                 "Could not write a %s entry to the escalation spool at %s (%s); trying the database alone.",
                 entry_type,

@@ -259,7 +259,7 @@ def normalise_transcript(transcript: Any) -> list[dict[str, Any]]:
         turns.append(
             {
                 "sender": sender if sender in SENDERS else "bot",
-                "text": text if isinstance(text, str) else ("" if text is None else str(text)),
+                "text": storable(text if isinstance(text, str) else ("" if text is None else str(text))),
                 "timestamp": None if timestamp is None else float(timestamp),
             }
         )
@@ -274,7 +274,23 @@ def higher_level(first: str, second: str) -> str:
 def _text(value: Any) -> str:
     if value is None:
         return ""
-    return (value if isinstance(value, str) else str(value)).strip()
+    return storable(value if isinstance(value, str) else str(value)).strip()
+
+
+def normalise_id(value: Any) -> str:
+    """Return an id (conversation, turn) as every layer stores and looks it up."""
+    return _text(value)
+
+
+def storable(text: str) -> str:
+    """Return ``text`` without what databases refuse: NUL characters and lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _quote(value: str | None) -> str:

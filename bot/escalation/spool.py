@@ -66,7 +66,8 @@ def write_entry(directory: Path, entry_type: str, payload: Mapping[str, Any]) ->
     stem = f"{time.time_ns():020d}-{uuid.uuid4().hex}"
     final = directory / f"{stem}.json"
     temporary = directory / f".{stem}.tmp"
-    body = json.dumps({"type": entry_type, "entry": dict(payload)}, ensure_ascii=False).encode("utf-8")
+    # ASCII escapes keep odd text (lone surrogates) writable; str() keeps odd values.
+    body = json.dumps({"type": entry_type, "entry": dict(payload)}, default=str).encode("ascii")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         with os.fdopen(descriptor, "wb") as handle:

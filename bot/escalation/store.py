@@ -36,13 +36,16 @@ from bot.escalation.records import (
     LEVELS,
     RISK_CATEGORIES,
     SENDERS,
+    UNKNOWN_CONVERSATION,
     UNSPECIFIED_CATEGORY,
     UTC,
     ContactRequest,
     EscalationRequest,
     Normalised,
     normalise,
+    normalise_id,
     stable_key,
+    storable,
     utc_now,
 )
 
@@ -589,7 +592,9 @@ class EscalationStore:
         if open_row is not None:
             escalation_id = self._merge(conn, open_row, decision, now, "merged")
         elif (
+            # Only low-level requests are limited: urgent and priority always open one.
             decision.kind == "human_request"
+            and decision.level == "low"
             and len(recent_requests) >= self.human_requests_per_hour
         ):
             escalation_id = self._merge(
@@ -650,12 +655,21 @@ class EscalationStore:
         self._insert_event(conn, escalation_id, SYSTEM_ACTOR, action, now, "; ".join(notes))
         if raised and current["status"] != "resolved":
             rank = LEVEL_RANK[decision.level]
-            # Alerts still waiting go out at the new level's place in the queue.
+            # Alerts still waiting go out at the new level's place in the queue, and
+            # one held back by the low-level cap is held no longer.
             conn.execute(
                 outbox.update()
                 .where(outbox.c.escalation_id == escalation_id)
                 .where(outbox.c.status.in_(("pending", "sending")))
                 .values(level_rank=rank)
+            )
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.escalation_id == escalation_id)
+                .where(outbox.c.status == "pending")
+                .where(outbox.c.attempts == 0)
+                .where(outbox.c.next_attempt_at > now)
+                .values(next_attempt_at=now)
             )
             self._insert_outbox_rows(
                 conn,
@@ -733,7 +747,7 @@ class EscalationStore:
             escalations.insert().values(
                 id=escalation_id,
                 conversation_id=conversation_id,
-                conversation_key=stable_key(conversation_id),
+                conversation_key=stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION),
                 channel=channel,
                 kind=kind,
                 level=level,
@@ -792,7 +806,8 @@ class EscalationStore:
         with self._engine.connect() as conn:
             escalation_id = conn.execute(
                 sa.select(escalation_decisions.c.escalation_id).where(
-                    escalation_decisions.c.decision_key == stable_key(conversation_id, turn)
+                    escalation_decisions.c.decision_key
+                    == stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION, normalise_id(turn))
                 )
             ).scalar()
         return None if escalation_id is None else self.get(str(escalation_id))
@@ -901,7 +916,8 @@ class EscalationStore:
         at: datetime | None,
     ) -> Escalation:
         at = at or utc_now()
-        conversation_key = stable_key(conversation_id or "")
+        conversation_key = stable_key(normalise_id(conversation_id) or UNKNOWN_CONVERSATION)
+        value = None if value is None else storable(value)
         entry_key = stable_key("contact", entry_id or str(uuid.uuid4()))
         with self._engine.begin() as conn:
             latest = conn.execute(

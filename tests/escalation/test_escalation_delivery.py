@@ -309,3 +309,22 @@ def test_priority_escalation_is_reminded_hourly_and_low_never(
     assert sent_ids(second) == [priority, priority]
     assert [json.loads(r.body)["purpose"] for r in second.requests] == ["reminder"] * 2
     assert sent_ids(primary).count(priority) == 3
+
+
+def test_deferred_low_alert_is_released_when_its_escalation_is_raised(
+    database: Database,
+) -> None:
+    """A low alert held by the cap goes out at once if a later message makes it urgent."""
+    store = database.store(low_alerts_per_minute=1)
+    store.record(low(1))  # type: ignore[arg-type]
+    held = store.record(low(2))  # type: ignore[arg-type]
+    [row] = store.list_outbox(held.id)
+    assert row.next_attempt_at > utc_now()
+
+    store.record(request(conversation_id="low-2", turn_id="m2", level="urgent", category="suicide"))
+
+    claimed = store.claim_due(utc_now(), limit=10, lease_seconds=30)
+    assert [(r.escalation_id, r.purpose) for r in claimed[:2]] == [
+        (held.id, "alert"),
+        (held.id, "upgrade"),
+    ]

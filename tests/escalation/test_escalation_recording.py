@@ -254,14 +254,19 @@ def test_human_requests_per_conversation_are_rate_limited(database: Database) ->
     store.resolve(second.id, actor="dr.rivera")
 
     third = store.record(request(turn_id="m3", **human))
-    risk = store.record(request(turn_id="m4", level="urgent", category="suicide"))
+    priority_request = store.record(
+        request(turn_id="m4", kind="human_request", level="priority", category=None)
+    )
+    store.resolve(priority_request.id, actor="dr.rivera")
+    risk = store.record(request(turn_id="m5", level="urgent", category="suicide"))
 
     assert third.id == second.id
     assert store.events(second.id)[-1].action == "merged_rate_limited"
-    assert risk.id not in (first.id, second.id)
+    assert priority_request.id not in (first.id, second.id)
+    assert risk.id not in (first.id, second.id, priority_request.id)
     assert risk.status == "open"
     alerts = [row.escalation_id for row in store.list_outbox()]
-    assert alerts == [first.id, second.id, risk.id]
+    assert alerts == [first.id, second.id, priority_request.id, risk.id]
 
 
 def test_old_schema_is_upgraded_in_place(database: Database) -> None:
@@ -539,3 +544,27 @@ def test_escalation_settings_are_read_from_the_environment(tmp_path: Path) -> No
     defaults = escalation_config_from_env({}, tmp_path)
     assert (defaults.priority_ack_minutes, defaults.human_requests_per_hour) == (60, 3)
     assert (defaults.low_alerts_per_minute, defaults.record_timeout_seconds) == (30, 2)
+
+
+def test_text_databases_refuse_is_stored_not_lost(database: Database, tmp_path: Path) -> None:
+    """NUL characters and lone surrogates (PostgreSQL refuses both) never stop an escalation."""
+    store = database.store()
+    recorder = EscalationRecorder(lambda: store, tmp_path / "spool")
+    odd = "conv\x00\ud800-1"
+
+    outcome = recorder.record(
+        request(
+            conversation_id=odd,
+            transcript=[turn("user", "I am\x00 not \udfffsafe", 1.0)],
+        )
+    )
+    contact = recorder.record_contact(odd, "phone", "+1 555\x00 0100")
+    recorder.close()
+
+    assert outcome.durable and outcome.escalation_id
+    assert contact.escalation_id == outcome.escalation_id
+    stored = store.get(outcome.escalation_id)
+    assert stored.transcript[0]["text"] == "I am not ?safe"
+    assert stored.conversation_id == "conv?-1"
+    assert stored.contact_value == "+1 555 0100"
+    assert list((tmp_path / "spool").glob("*.json")) == []
