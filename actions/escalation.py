@@ -1,11 +1,20 @@
-"""Actions that bring a clinician in: risk escalations, requests for a person, contact details."""
+"""Actions that complete what the Rasa server decided: escalation slots, contact details given with consent.
+
+The escalation itself is recorded inside the Rasa server, before the crisis
+reply goes out (`bot.escalation.decision`), so it does not depend on this
+server being up. These actions only add what needs the person's next words
+(a phone number or email after they agreed, a withdrawal) and keep the
+conversation's slots in step. They never speak: the Rasa server says what
+happened from the `contact_outcome` slot they set, and says it could not pass
+the details on when this server's events never arrived.
+"""
 
 from __future__ import annotations
 
-import abc
 import asyncio
+import logging
 from functools import lru_cache
-from typing import Any, Dict, List, Text, Tuple
+from typing import Any, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -13,46 +22,33 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from bot.contact import contact_detail
-from bot.escalation.recorder import EscalationRecorder, EscalationRequest
-from bot.escalation.store import EscalationStore
+from bot.escalation import decision
+from bot.escalation.recorder import EscalationRecorder
+from bot.escalation.records import LEVELS, higher_level
 from bot.settings import Settings
 
-RISK_LEVELS = {"risk_urgent": "urgent", "risk_priority": "priority"}
-LEVEL_ORDER = {"low": 0, "priority": 1, "urgent": 2}
-TRANSCRIPT_TURNS = 60
+logger = logging.getLogger(__name__)
+
+ESCALATION_LEVEL_SLOT = "escalation_level"
 
 
 @lru_cache(maxsize=1)
 def escalation_recorder() -> EscalationRecorder:
-    """The action server's recorder, built on first use from the environment."""
+    """The action server's recorder (spool first, then the database), built on first use."""
     settings = Settings.from_env()
-    return EscalationRecorder(
-        lambda: EscalationStore.from_config(settings.escalation), settings.escalation_spool_dir
-    )
+    return EscalationRecorder.from_config(settings.escalation, settings.escalation_spool_dir)
 
 
-def conversation_transcript(tracker: Tracker, turns: int = TRANSCRIPT_TURNS) -> List[Dict[Text, Any]]:
-    """The last user and bot messages, kept only in the escalation database."""
-    transcript: List[Dict[Text, Any]] = []
-    for event in tracker.events:
-        kind = event.get("event")
-        if kind in ("user", "bot") and event.get("text"):
-            transcript.append(
-                {"sender": kind, "text": event["text"], "timestamp": event.get("timestamp")}
-            )
-    return transcript[-turns:]
+def _higher_level(current: Optional[Text], new: Text) -> Text:
+    return higher_level(str(current), new) if current in LEVELS else new
 
 
-class _EscalationAction(Action, abc.ABC):
-    """Records an escalation durably, then returns at once; delivery is in the background."""
+class ActionEscalateToClinician(Action):
+    """Keeps the escalation level slot in step with the risk the Rasa server has recorded."""
 
-    @abc.abstractmethod
     def name(self) -> Text:
         """Unique identifier of the action."""
-
-    @abc.abstractmethod
-    def classify(self, tracker: Tracker) -> Tuple[Text, Text, Text]:
-        """The (kind, level, category) of the escalation to record."""
+        return "action_escalate_to_clinician"
 
     async def run(
         self,
@@ -60,55 +56,33 @@ class _EscalationAction(Action, abc.ABC):
         tracker: Tracker,
         domain: DomainDict,
     ) -> List[EventType]:
-        """Creates the escalation unless one at this level or higher exists already."""
-        kind, level, category = self.classify(tracker)
-        previous_level = tracker.get_slot("escalation_level")
-        if tracker.get_slot("escalation_id") and LEVEL_ORDER.get(previous_level or "", -1) >= LEVEL_ORDER[level]:
+        """Sets `escalation_level` to the highest level so far; the record exists already."""
+        turn = decision.latest_turn(tracker.events)
+        if turn is None:
             return []
-        request = EscalationRequest(
-            conversation_id=tracker.sender_id,
-            channel=tracker.get_latest_input_channel() or "unknown",
-            kind=kind,
-            level=level,
-            category=category,
-            transcript=conversation_transcript(tracker),
-        )
-        escalation_id = await asyncio.to_thread(escalation_recorder().record, request)
-        return [SlotSet("escalation_id", escalation_id or "spooled"), SlotSet("escalation_level", level)]
+        level = _higher_level(tracker.get_slot(ESCALATION_LEVEL_SLOT), decision.risk_level(turn))
+        return [SlotSet(ESCALATION_LEVEL_SLOT, level)]
 
 
-class ActionEscalateToClinician(_EscalationAction):
-    """Escalates a person at risk to a clinician.
-
-    The crisis reply has already been sent by a domain response before this
-    runs, so a slow or failing database never delays it.
-    """
-
-    def name(self) -> Text:
-        """Unique identifier of the action."""
-        return "action_escalate_to_clinician"
-
-    def classify(self, tracker: Tracker) -> Tuple[Text, Text, Text]:
-        """Level and category from the risk screen's slots, else from the intent."""
-        intent = (tracker.latest_message.get("intent") or {}).get("name")
-        level = tracker.get_slot("risk_level") or RISK_LEVELS.get(intent or "", "priority")
-        return "risk", level, tracker.get_slot("risk_category") or "unspecified"
-
-
-class ActionRequestCareTeam(_EscalationAction):
-    """Puts a non-urgent wish to talk to a person in the care team's queue (low priority)."""
+class ActionRequestCareTeam(Action):
+    """Keeps the escalation level slot in step with a request for a person (low priority)."""
 
     def name(self) -> Text:
         """Unique identifier of the action."""
         return "action_request_care_team"
 
-    def classify(self, tracker: Tracker) -> Tuple[Text, Text, Text]:
-        """A human request is always low priority."""
-        return "human_request", "low", "human_request"
+    async def run(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[EventType]:
+        """Sets `escalation_level` to low unless a risk made it higher."""
+        return [SlotSet(ESCALATION_LEVEL_SLOT, _higher_level(tracker.get_slot(ESCALATION_LEVEL_SLOT), decision.LOW))]
 
 
 class ActionRecordContact(Action):
-    """Stores how the person agreed to be contacted, with their escalation."""
+    """Stores how the person asked to be contacted, only in answer to the assistant's request."""
 
     def name(self) -> Text:
         """Unique identifier of the action."""
@@ -120,16 +94,43 @@ class ActionRecordContact(Action):
         tracker: Tracker,
         domain: DomainDict,
     ) -> List[EventType]:
-        """Saves a phone number or email address given after consent."""
+        """Records a phone number or email given after consent; sets `contact_outcome` either way."""
+        if not decision.contact_consented(tracker.events):
+            # The rules only run this after the request; a number given at any other moment is not kept.
+            return [SlotSet(decision.CONTACT_OUTCOME_SLOT, decision.CONTACT_NOT_ASKED)]
         detail = contact_detail(tracker.latest_message.get("text"))
-        escalation_id = tracker.get_slot("escalation_id")
         if detail is None:
-            dispatcher.utter_message(response="utter_ask_contact_detail_again")
-            return []
-        if not escalation_id or escalation_id == "spooled":
-            dispatcher.utter_message(response="utter_contact_not_saved")
-            return []
+            return [SlotSet(decision.CONTACT_OUTCOME_SLOT, decision.CONTACT_UNREADABLE)]
         method, value = detail
-        saved = await asyncio.to_thread(escalation_recorder().record_contact, escalation_id, method, value)
-        dispatcher.utter_message(response="utter_contact_saved" if saved else "utter_contact_not_saved")
-        return []
+        outcome = await _durably(escalation_recorder().record_contact, tracker.sender_id, method, value)
+        saved = decision.CONTACT_SAVED if outcome else decision.CONTACT_FAILED
+        return [SlotSet(decision.CONTACT_OUTCOME_SLOT, saved)]
+
+
+class ActionWithdrawContact(Action):
+    """Records that the person no longer wants to be contacted."""
+
+    def name(self) -> Text:
+        """Unique identifier of the action."""
+        return "action_withdraw_contact"
+
+    async def run(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[EventType]:
+        """Withdraws the conversation's contact details; sets `contact_outcome`."""
+        outcome = await _durably(escalation_recorder().withdraw_contact, tracker.sender_id)
+        withdrawn = decision.CONTACT_WITHDRAWN if outcome else decision.CONTACT_FAILED
+        return [SlotSet(decision.CONTACT_OUTCOME_SLOT, withdrawn)]
+
+
+async def _durably(write: Any, *args: Any) -> bool:
+    """Runs a recorder write off the event loop; True once it is durable (spool or database)."""
+    try:
+        outcome = await asyncio.to_thread(write, *args)
+    except Exception:  # noqa: BLE001  # the person is told it was not passed on
+        logger.exception("A contact change could not be recorded, not even to the spool.")
+        return False
+    return bool(getattr(outcome, "durable", False))

@@ -145,6 +145,14 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _escalations(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.escalation.overview import print_dead_letters, print_escalations
+
+    if args.dead:
+        return print_dead_letters(settings.escalation, settings.escalation_spool_dir, sys.stdout)
+    return print_escalations(settings.escalation, args.status, args.limit, sys.stdout)
+
+
 def _console(args: argparse.Namespace, settings: Settings) -> int:
     import logging
 
@@ -200,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="deliver escalation alerts (webhook, email) with retries")
     worker.set_defaults(handler=_worker)
+
+    escalations = commands.add_parser(
+        "escalations", help="list escalations (no words, no contact details), or with --dead what needs a person"
+    )
+    escalations.add_argument(
+        "--dead",
+        action="store_true",
+        help="list alerts never delivered and spooled entries quarantined; exit 1 if there are any",
+    )
+    escalations.add_argument(
+        "--status", choices=("open", "acknowledged", "resolved"), help="only escalations with this status"
+    )
+    escalations.add_argument("--limit", type=int, default=50, metavar="N", help="at most N escalations (default 50)")
+    escalations.set_defaults(handler=_escalations)
 
     console = commands.add_parser("console", help="serve the clinician console on port 8000")
     console.set_defaults(handler=_console)

@@ -10,6 +10,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 
 from bot.crisis import load_crisis_resources
+from bot.escalation.decision import InServerEscalations
 from bot.settings import Settings
 from bot.suggestions import DID_YOU_MEAN_RESPONSE, NO_SUGGESTIONS_RESPONSE, enough_to_suggest, suggested_topics
 
@@ -28,6 +29,11 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
     rendered as `utter_default` (the general topics) instead. Doing this here
     rather than in a custom action keeps "Did you mean" working without the
     action server and saves the server a remote action call.
+
+    With `record_escalations: true` (endpoints.yml), the escalation decisions
+    behind the crisis and care-team responses are recorded durably here,
+    before the reply goes out (see `bot.escalation.decision`). Off elsewhere
+    (evaluation, tests that render responses): they must not record anything.
     """
 
     def __init__(self, endpoint_config: Optional[EndpointConfig], domain: Domain) -> None:
@@ -36,6 +42,9 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
         settings = Settings.from_env()
         self.crisis = load_crisis_resources(settings.crisis_resources_file, settings.crisis_region)
         self._variables: Dict[Text, Any] = self.crisis.as_template_variables()
+        self.escalations: Optional[InServerEscalations] = None
+        if endpoint_config is not None and endpoint_config.kwargs.get("record_escalations"):
+            self.escalations = InServerEscalations.from_config(settings.escalation, settings.escalation_spool_dir)
 
     async def generate(
         self,
@@ -48,6 +57,19 @@ class RegionalResponseGenerator(TemplatedNaturalLanguageGenerator):
         variables = {**self._variables, **kwargs}
         if utter_action == DID_YOU_MEAN_RESPONSE:
             return await self._did_you_mean(tracker, output_channel, variables)
+        if self.escalations is not None and self.escalations.handles(utter_action):
+            return await self.escalations.render(
+                utter_action,
+                tracker.sender_id,
+                tracker.get_latest_input_channel(),
+                [event.as_dict() for event in tracker.events],
+                lambda name: self._generate_templated(name, tracker, output_channel, variables),
+            )
+        return await super().generate(utter_action, tracker, output_channel, **variables)
+
+    async def _generate_templated(
+        self, utter_action: Text, tracker: DialogueStateTracker, output_channel: Text, variables: Dict[Text, Any]
+    ) -> Optional[Dict[Text, Any]]:
         return await super().generate(utter_action, tracker, output_channel, **variables)
 
     async def _did_you_mean(

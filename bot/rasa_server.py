@@ -17,6 +17,12 @@ it delays every other person's message; none changes a result.
   ``prepare_text`` (the sentence encoder) compute what they will need on a
   worker thread, on the second core, while the loop serves other messages.
   The loop offers Python's lock to that thread every millisecond, not every 5.
+- A custom action call times out after ``ACTION_SERVER_TIMEOUT`` seconds
+  (default 10), not Rasa's fixed 5 minutes (``DEFAULT_REQUEST_TIMEOUT``,
+  imported by ``rasa.core.actions.action``): the replies of a turn, the
+  crisis reply among them on the REST channel, are sent when the turn ends,
+  so a hanging action server held them that long. The action's events are
+  lost either way; escalations are recorded in this server before that.
 - Once the model is loaded, everything loaded so far is moved out of reach of
   Python's cyclic garbage collector (``gc.freeze``). Its full collections
   otherwise walked the ~650,000 objects of the loaded libraries and model,
@@ -81,6 +87,13 @@ def install_action_response_check() -> None:
 
     patched: Callable[..., bool] = _validate_action_result
     RemoteAction._validate_action_result = patched  # type: ignore[method-assign]
+
+
+def install_action_timeout(seconds: float) -> None:
+    """Make Rasa's custom action calls give up after `seconds` instead of 5 minutes."""
+    import rasa.core.actions.action
+
+    rasa.core.actions.action.DEFAULT_REQUEST_TIMEOUT = seconds  # type: ignore[attr-defined]
 
 
 def install_sequential_graph_runner() -> None:
@@ -220,7 +233,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     from rasa.__main__ import main as rasa_main
 
+    from bot.settings import Settings
+
     apply_fixes()
+    install_action_timeout(Settings.from_env().action_timeout_seconds)
     sys.argv = ["rasa", *(sys.argv[1:] if argv is None else argv)]
     rasa_main()
 

@@ -44,6 +44,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+def _positive_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be a number of seconds, got {raw!r}") from error
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
 def _origins(env: Mapping[str, str], name: str, default: Tuple[str, ...]) -> Tuple[str, ...]:
     """Web origins like `https://clinic.example` (scheme, host, optional port; no path)."""
     origins = _list(env, name) or default
@@ -78,6 +91,10 @@ def escalation_config_from_env(env: Mapping[str, str], root: Path) -> Escalation
         ack_minutes=float(env.get("ESCALATION_ACK_MINUTES", "").strip() or 10),
         max_attempts=_int(env, "ESCALATION_MAX_ATTEMPTS", 8),
         console_base_url=_text(env, "CONSOLE_BASE_URL") or "http://localhost:8000/console",
+        priority_ack_minutes=float(env.get("ESCALATION_PRIORITY_ACK_MINUTES", "").strip() or 60),
+        human_requests_per_hour=_int(env, "ESCALATION_HUMAN_REQUESTS_PER_HOUR", 3),
+        low_alerts_per_minute=_int(env, "ESCALATION_LOW_ALERTS_PER_MINUTE", 30),
+        record_timeout_seconds=float(env.get("ESCALATION_RECORD_TIMEOUT_SECONDS", "").strip() or 2),
     )
 
 
@@ -122,6 +139,7 @@ class Settings:
     active_credentials_file: Path = field(default=PROJECT_ROOT / "var" / "credentials.active.yml")
     chat_allowed_origins: Tuple[str, ...] = ("http://localhost:8000", "http://127.0.0.1:8000")
     chat_socket_url: str = "http://127.0.0.1:5005"
+    action_timeout_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -160,4 +178,5 @@ class Settings:
             chat_socket_url=(
                 _text(env, "CHAT_SOCKET_URL") or f"http://127.0.0.1:{_int(env, 'RASA_PORT', 5005)}"
             ).rstrip("/"),
+            action_timeout_seconds=_positive_float(env, "ACTION_SERVER_TIMEOUT", 10.0),
         )

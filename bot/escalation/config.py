@@ -16,16 +16,16 @@ class EscalationConfig:
         db_url: SQLAlchemy URL of the escalation database (SQLite or PostgreSQL).
         webhook_url: Primary alert webhook (Slack incoming webhook or any HTTPS URL).
         webhook_secret: Shared secret used to sign webhook bodies with HMAC-SHA256.
-        second_webhook_url: Webhook paged when an urgent escalation is not acknowledged.
+        second_webhook_url: Webhook paged too from the first reminder of an escalation on.
         smtp_host: SMTP server for e-mail alerts; e-mail is off when empty.
         smtp_port: SMTP server port.
         smtp_user: SMTP login user, if the server needs one.
         smtp_password: SMTP login password, if the server needs one.
         smtp_from: Sender address of alert e-mails.
         smtp_to: Primary alert recipients.
-        smtp_second_to: Recipients paged when an urgent escalation is not acknowledged.
+        smtp_second_to: Recipients paged too from the first reminder of an escalation on.
         smtp_starttls: Upgrade the SMTP connection with STARTTLS before logging in.
-        ack_minutes: Minutes an urgent escalation may stay open before a reminder.
+        ack_minutes: Minutes between reminders of an unacknowledged urgent escalation.
         max_attempts: Delivery attempts per alert before it is dead-lettered.
         console_base_url: Base URL of the clinician console; alerts link to it.
         backoff_base_seconds: Ceiling of the first retry delay; doubles per attempt.
@@ -34,6 +34,16 @@ class EscalationConfig:
         lease_seconds: How long a claimed alert is reserved for the worker that took it.
         batch_size: Alerts claimed per delivery pass.
         send_timeout_seconds: Timeout of one webhook or SMTP delivery.
+        priority_ack_minutes: Minutes between reminders of an unacknowledged priority
+            escalation (low-level ones are never reminded).
+        human_requests_per_hour: New requests-for-a-person one conversation may open per
+            hour; further ones are added to its latest escalation.
+        low_alerts_per_minute: Low-level alerts sent per minute; more wait for later
+            minutes (0: no cap). Urgent and priority alerts are never held back.
+        record_timeout_seconds: How long the Rasa server waits for the database after
+            spooling a decision before it answers anyway.
+        import_attempts: Tries to store a spooled entry (with the database up) before
+            it is quarantined.
     """
 
     db_url: str = "sqlite:///var/escalations.db"
@@ -57,13 +67,22 @@ class EscalationConfig:
     lease_seconds: float = 60.0
     batch_size: int = 20
     send_timeout_seconds: float = 5.0
+    priority_ack_minutes: float = 60
+    human_requests_per_hour: int = 3
+    low_alerts_per_minute: int = 30
+    record_timeout_seconds: float = 2.0
+    import_attempts: int = 3
 
     def __post_init__(self) -> None:
         """Reject values that would silently stop alerts from being delivered."""
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        if self.ack_minutes <= 0:
-            raise ValueError("ack_minutes must be positive")
+        if self.ack_minutes <= 0 or self.priority_ack_minutes <= 0:
+            raise ValueError("ack_minutes and priority_ack_minutes must be positive")
+        if self.human_requests_per_hour < 1 or self.import_attempts < 1:
+            raise ValueError("human_requests_per_hour and import_attempts must be at least 1")
+        if self.low_alerts_per_minute < 0 or self.record_timeout_seconds <= 0:
+            raise ValueError("low_alerts_per_minute must not be negative, record_timeout_seconds positive")
         if self.backoff_base_seconds < 0 or self.backoff_cap_seconds < 0:
             raise ValueError("backoff delays must not be negative")
         if self.lease_seconds <= 0 or self.poll_interval_seconds <= 0:
@@ -100,6 +119,20 @@ class EscalationConfig:
         return tuple(channels)
 
     @property
+    def reminder_minutes(self) -> dict[str, float]:
+        """Minutes between reminders per level; low-level escalations are not reminded."""
+        return {"urgent": self.ack_minutes, "priority": self.priority_ack_minutes}
+
+    @property
     def reminder_channels(self) -> tuple[str, ...]:
         """Channels for overdue reminders: the second contact's, else the primary's."""
         return self.second_contact_channels or self.alert_channels
+
+
+def destinations_configured(config: EscalationConfig) -> bool:
+    """Whether anyone is alerted at all: a webhook or e-mail recipients are configured.
+
+    The assistant must not tell a person "a clinician has been notified" when
+    escalations only land in the database for the console.
+    """
+    return bool(config.alert_channels)

@@ -6,11 +6,14 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import smtplib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import timezone
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -25,6 +28,8 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 # Before Python 3.11 asyncio.TimeoutError (what aiohttp raises) is not the builtin one.
 _TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
+# The chat channel is a name like 'socketio'; anything else is not repeated in an alert.
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _LEVEL_LABELS = {"urgent": "URGENT", "priority": "Priority", "low": "Low priority"}
 _KIND_LABELS = {
     "risk": "Risk escalation",
@@ -34,6 +39,41 @@ _KIND_LABELS = {
 
 class DeliveryError(Exception):
     """The receiver did not accept the alert."""
+
+
+class RetryLater(DeliveryError):
+    """The receiver asked us to wait (HTTP 429) before sending it anything again."""
+
+    def __init__(self, message: str, retry_after_seconds: float) -> None:
+        """Keep how long the receiver asked us to wait."""
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+DEFAULT_RETRY_AFTER_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def retry_after_seconds(header: str | None, now: float | None = None) -> float:
+    """Return the wait a Retry-After header asks for (seconds or an HTTP date).
+
+    A missing or unreadable header means a minute; a wait is capped at an hour
+    so a misconfigured receiver cannot silence alerts for days.
+    """
+    if not header or not header.strip():
+        return DEFAULT_RETRY_AFTER_SECONDS
+    value = header.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return DEFAULT_RETRY_AFTER_SECONDS
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -47,7 +87,8 @@ class Alert:
         category: Risk category, or 'human_request'.
         channel: Chat channel the person is using (not the delivery channel).
         created_at: When the escalation was raised, ISO 8601 UTC.
-        purpose: 'alert' for the first notice, 'reminder' when nobody acknowledged.
+        purpose: 'alert' for the first notice, 'upgrade' when a later message raised
+            the level, 'reminder' when nobody acknowledged.
         console_url: Link to the escalation in the authenticated clinician console.
         idempotency_key: Stable key so receivers can drop duplicate deliveries.
     """
@@ -72,7 +113,9 @@ class Alert:
             kind=escalation.kind,
             level=escalation.level,
             category=escalation.category,
-            channel=escalation.channel,
+            channel=escalation.channel
+            if _CHANNEL_NAME.fullmatch(escalation.channel)
+            else "unknown",
             created_at=escalation.created_at.isoformat(timespec="seconds"),
             purpose=row.purpose,
             console_url=f"{console_base_url.rstrip('/')}/escalations/{escalation.id}",
@@ -87,9 +130,10 @@ class Alert:
 
     def title(self) -> str:
         """Return a one-line summary, e.g. 'URGENT: Risk escalation (suicide)'."""
-        prefix = (
-            "Reminder, not yet acknowledged - " if self.purpose == "reminder" else ""
-        )
+        prefix = {
+            "reminder": "Reminder, not yet acknowledged - ",
+            "upgrade": "Raised - ",
+        }.get(self.purpose, "")
         level = _LEVEL_LABELS.get(self.level, self.level)
         kind = _KIND_LABELS.get(self.kind, self.kind)
         return f"{prefix}{level}: {kind} ({self.category.replace('_', ' ')})"
@@ -205,6 +249,11 @@ class WebhookNotifier:
                     self.url, data=body, headers=self.headers(alert, body)
                 ) as response,
             ):
+                if response.status == 429:
+                    raise RetryLater(
+                        "webhook answered HTTP 429",
+                        retry_after_seconds(response.headers.get("Retry-After")),
+                    )
                 if not 200 <= response.status < 300:
                     raise DeliveryError(f"webhook answered HTTP {response.status}")
         except _TRANSPORT_ERRORS as error:

@@ -1,134 +1,349 @@
-"""Records escalations from the action server; never loses one when the database is down."""
+"""Records escalation decisions durably: the local spool first, then the database.
+
+The Rasa server calls `EscalationRecorder.record` when it acts on a crisis
+decision. The decision is on disk (the spool) before the database is even
+tried, so it survives the database being down or slow and any process being
+killed right after the reply; the database is then tried with a short
+timeout, and on success the spool file is removed. Whatever is left in the
+spool, the delivery worker stores later with `import_spooled`; storing is
+idempotent by (conversation id, turn), so a decision stored by both is kept once.
+
+Logs here never carry a conversation id (on some channels it is a phone
+number), the person's words or contact details.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
+import threading
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Optional
 
-from bot.escalation.store import EscalationStore
+import sqlalchemy as sa
+
+from bot.escalation import spool
+from bot.escalation.config import EscalationConfig
+from bot.escalation.records import (
+    CONTACT_METHODS,
+    LEVELS,
+    ContactRequest,
+    EscalationRequest,
+    RecordOutcome,
+)
+from bot.escalation.store import (
+    Escalation,
+    EscalationNotFoundError,
+    EscalationStore,
+    InvalidTransitionError,
+)
+
+__all__ = [
+    "EscalationRecorder",
+    "EscalationRequest",
+    "RecordOutcome",
+    "SpoolImport",
+    "import_spooled",
+]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class EscalationRequest:
-    """What the assistant knows when it decides a clinician must be told."""
-
-    conversation_id: str
-    channel: str
-    kind: str
-    level: str
-    category: Optional[str]
-    transcript: Sequence[Mapping[str, Any]]
-
-    def as_dict(self) -> Dict[str, Any]:
-        """A JSON-ready form for the spool."""
-        return {
-            "conversation_id": self.conversation_id,
-            "channel": self.channel,
-            "kind": self.kind,
-            "level": self.level,
-            "category": self.category,
-            "transcript": [dict(turn) for turn in self.transcript],
-        }
+DEFAULT_TIMEOUT_SECONDS = 2.0
+DEFAULT_IMPORT_ATTEMPTS = 3
+DEFAULT_CLAIM_LEASE_SECONDS = 60.0
 
 
 class EscalationRecorder:
-    """Writes escalations to the store, or to a local spool when the store fails.
+    """Writes decisions to the spool, then to the store; safe to call from threads.
 
-    The spool is a folder of JSON files written atomically (write, fsync,
-    rename); the delivery worker moves them into the store once it is back
-    (`import_spooled`), so an escalation survives a database outage.
+    Args:
+        store_factory: Returns an EscalationStore; called lazily, again after a failure.
+        spool_dir: Folder of the spool (created owner-only).
+        timeout_seconds: How long `record` waits for the database before answering
+            from the spool alone.
     """
 
-    def __init__(self, store_factory: Any, spool_dir: Path) -> None:
-        """`store_factory()` returns an EscalationStore; it is called lazily."""
+    def __init__(
+        self,
+        store_factory: Callable[[], EscalationStore],
+        spool_dir: Path,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        """Remember where to write; nothing is opened until the first decision."""
         self._store_factory = store_factory
         self._store: Optional[EscalationStore] = None
+        self._lock = threading.Lock()
         self.spool_dir = Path(spool_dir)
+        self.timeout_seconds = timeout_seconds
+        # Database calls run here so a hanging database cannot hold the reply.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="escalation-recorder")
+
+    @classmethod
+    def from_config(cls, config: EscalationConfig, spool_dir: Path) -> EscalationRecorder:
+        """Build the recorder of a process from its settings (the store opens on first use)."""
+        return cls(
+            lambda: EscalationStore.from_config(config),
+            spool_dir,
+            timeout_seconds=config.record_timeout_seconds,
+        )
 
     @property
     def store(self) -> EscalationStore:
         """The store, created on first use."""
-        if self._store is None:
-            self._store = self._store_factory()
-        return self._store
+        with self._lock:
+            if self._store is None:
+                self._store = self._store_factory()
+            return self._store
 
-    def record(self, request: EscalationRequest) -> Optional[str]:
-        """Stores the escalation; returns its id, or None if it was spooled instead."""
-        try:
-            escalation = self.store.create_escalation(
-                request.conversation_id,
-                request.channel,
-                request.kind,
-                request.level,
-                request.category,
-                request.transcript,
-            )
-        except Exception:  # noqa: BLE001  # any store failure must fall back to the spool
-            self._store = None
-            path = self._spool(request)
+    def record(self, request: EscalationRequest) -> RecordOutcome:
+        """Make the decision durable: spool file first, then the database.
+
+        Returns:
+            durable=True once the spool file or the database row exists, with the
+            escalation id if the database answered in time. durable=False only if
+            neither could be written; this never raises for store or disk failures.
+        """
+        path = self._spool(spool.ESCALATION_ENTRY, request.as_dict(), request.level)
+        escalation = self._store_now(lambda store: store.record(request), path)
+        if escalation is not None:
+            logger.info("Escalation %s recorded (%s, %s).", escalation.id, escalation.level, escalation.category)
+            return RecordOutcome(durable=True, escalation_id=escalation.id)
+        if path is None:
             logger.critical(
-                "ESCALATION SPOOLED: the escalation store failed; %s %s escalation kept in %s "
-                "until the delivery worker can store it.",
-                request.level,
+                "ESCALATION NOT RECORDED: neither the spool nor the database could store a %s %s "
+                "escalation. Check the disk at %s and the database now.",
+                request.level if request.level in LEVELS else "risk",
                 request.kind,
-                path,
-                exc_info=True,
+                self.spool_dir,
+            )
+            return RecordOutcome(durable=False)
+        logger.warning("A %s escalation waits in the spool until the worker can store it.", request.level)
+        return RecordOutcome(durable=True)
+
+    def record_contact(self, conversation_id: str, method: str, value: str) -> RecordOutcome:
+        """Attach a contact to the conversation's open escalation (spool first, then database)."""
+        return self._contact(ContactRequest(conversation_id, method, value, entry_id=uuid.uuid4().hex))
+
+    def withdraw_contact(self, conversation_id: str) -> RecordOutcome:
+        """Withdraw the contact of the conversation's open escalation (spool first, then database)."""
+        return self._contact(ContactRequest(conversation_id, None, None, entry_id=uuid.uuid4().hex))
+
+    def close(self) -> None:
+        """Stop the database thread pool and release the store's connections."""
+        self._executor.shutdown(wait=False)
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _contact(self, request: ContactRequest) -> RecordOutcome:
+        if request.method is not None and (request.method not in CONTACT_METHODS or not (request.value or "").strip()):
+            return RecordOutcome(durable=False)
+        path = self._spool(spool.CONTACT_ENTRY, request.as_dict(), None)
+        try:
+            escalation = self._store_now(lambda store: store.apply_contact(request), path, refusals=True)
+        except InvalidTransitionError:
+            # The escalation was resolved: the contact reaches nobody, so it is not kept.
+            self._discard(path)
+            return RecordOutcome(durable=False)
+        if escalation is not None:
+            return RecordOutcome(durable=True, escalation_id=escalation.id)
+        return RecordOutcome(durable=path is not None)
+
+    def _spool(self, entry_type: str, payload: dict[str, Any], level: Optional[str]) -> Optional[Path]:
+        try:
+            return spool.write_entry(self.spool_dir, entry_type, payload)
+        except (OSError, ValueError, TypeError) as error:
+            logger.critical(
+                "Could not write a %s entry to the escalation spool at %s (%s); trying the database alone.",
+                entry_type,
+                self.spool_dir,
+                type(error).__name__,
             )
             return None
-        logger.info("Escalation %s recorded (%s, %s).", escalation.id, escalation.level, escalation.category)
-        return escalation.id
 
-    def record_contact(self, escalation_id: str, method: str, value: str) -> bool:
-        """Stores how the person agreed to be contacted; False if it could not be stored."""
+    def _store_now(
+        self,
+        action: Callable[[EscalationStore], Escalation],
+        path: Optional[Path],
+        *,
+        refusals: bool = False,
+    ) -> Optional[Escalation]:
+        """Run ``action`` on the store within the timeout; remove the spool file if it worked."""
+        future = self._executor.submit(self._store_then_unlink, action, path)
         try:
-            self.store.record_contact(escalation_id, method, value)
-        except Exception:  # noqa: BLE001
-            logger.exception("Could not store the contact details of escalation %s.", escalation_id)
-            return False
-        return True
+            return future.result(timeout=self.timeout_seconds)
+        except FutureTimeout:
+            logger.warning(
+                "The escalation database did not answer within %g s; the spool keeps the entry.",
+                self.timeout_seconds,
+            )
+        except EscalationNotFoundError:
+            pass  # its escalation is still in the spool: the worker stores both, in order
+        except InvalidTransitionError:
+            if refusals:
+                raise
+            logger.exception("The escalation store refused an entry; the spool keeps it.")
+        except Exception as error:  # noqa: BLE001  # any store failure must fall back to the spool
+            with self._lock:
+                self._store = None
+            logger.warning(
+                "The escalation database failed (%s); the spool keeps the entry.",
+                _describe(error),
+            )
+        return None
 
-    def _spool(self, request: EscalationRequest) -> Path:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-        final = self.spool_dir / f"{stamp}-{uuid.uuid4().hex}.json"
-        temporary = final.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(request.as_dict(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-        return final
+    def _store_then_unlink(self, action: Callable[[EscalationStore], Escalation], path: Optional[Path]) -> Escalation:
+        escalation = action(self.store)
+        self._discard(path)
+        return escalation
+
+    def _discard(self, path: Optional[Path]) -> None:
+        if path is None:
+            return
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass  # a worker claimed it meanwhile; storing it again changes nothing
 
 
-def import_spooled(store: EscalationStore, spool_dir: Path) -> List[str]:
-    """Moves spooled escalations into the store, oldest first; returns the new ids."""
+@dataclass
+class SpoolImport:
+    """What one import pass did."""
+
+    stored: list[str] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)
+    retried: int = 0
+    database_down: bool = False
+
+
+def import_spooled(
+    store: EscalationStore,
+    spool_dir: Path,
+    *,
+    quarantine_dir: Optional[Path] = None,
+    attempts: int = DEFAULT_IMPORT_ATTEMPTS,
+    claim_lease_seconds: float = DEFAULT_CLAIM_LEASE_SECONDS,
+) -> SpoolImport:
+    """Store spooled entries, oldest first; a bad entry never holds back the others.
+
+    Each file is claimed by an atomic rename, so concurrent importers never take
+    the same one. While the database is down nothing is tried (and no attempt is
+    counted). An entry that fails `attempts` times with the database up, or that
+    cannot be read at all, is moved to the quarantine folder with its reason,
+    noted in the store for the console, and logged at CRITICAL.
+
+    Args:
+        store: Where entries go.
+        spool_dir: The spool folder.
+        quarantine_dir: Where poison entries go (default: `quarantine` inside the spool).
+        attempts: Failed imports (database up) before an entry is quarantined.
+        claim_lease_seconds: After this long a claim whose importer died is released.
+
+    Returns:
+        The escalation ids stored, the quarantined file names and the retry count.
+    """
     directory = Path(spool_dir)
-    if not directory.is_dir():
-        return []
-    created: List[str] = []
-    for path in sorted(directory.glob("*.json")):
+    quarantine_dir = quarantine_dir or directory / spool.QUARANTINE_FOLDER
+    report = SpoolImport()
+    spool.release_stale_claims(directory, claim_lease_seconds)
+    files = spool.pending_files(directory)
+    if not files:
+        return report
+    if not _reachable(store):
+        report.database_down = True
+        logger.warning("%d spooled escalation entries wait: the database is unreachable.", len(files))
+        return report
+    for path in files:
+        claimed = spool.claim(path)
+        if claimed is None:
+            continue  # another importer has it
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            logger.critical("Unreadable spooled escalation %s; left in place for a person to check.", path)
+            entry_type, payload = spool.read_entry(claimed)
+        except (OSError, spool.SpoolFormatError) as error:
+            _quarantine(store, claimed, quarantine_dir, _describe(error), None, None, report)
             continue
-        escalation = store.create_escalation(
-            data["conversation_id"],
-            data["channel"],
-            data["kind"],
-            data["level"],
-            data.get("category"),
-            data.get("transcript") or [],
-        )
-        path.unlink()
-        created.append(escalation.id)
-        logger.warning("Spooled escalation stored as %s.", escalation.id)
-    return created
+        try:
+            if entry_type == spool.ESCALATION_ENTRY:
+                escalation = store.record(EscalationRequest.from_dict(payload))
+            else:
+                escalation = store.apply_contact(ContactRequest.from_dict(payload))
+        except Exception as error:  # noqa: BLE001  # one bad entry must not stop the others
+            if not _reachable(store):
+                spool.release(claimed, spool.attempts_of(path))
+                report.database_down = True
+                logger.warning("The database went away during a spool import; the entries wait.")
+                return report
+            tried = spool.attempts_of(path) + 1
+            if tried >= attempts:
+                level = payload.get("level") if isinstance(payload.get("level"), str) else None
+                _quarantine(store, claimed, quarantine_dir, _describe(error), entry_type, level, report)
+            else:
+                spool.release(claimed, tried)
+                report.retried += 1
+                logger.warning(
+                    "A spooled %s entry could not be stored (attempt %d of %d): %s",
+                    entry_type,
+                    tried,
+                    attempts,
+                    _describe(error),
+                )
+            continue
+        claimed.unlink()
+        report.stored.append(escalation.id)
+        logger.warning("Spooled %s entry stored with escalation %s.", entry_type, escalation.id)
+    spool.fsync_directory(directory)
+    return report
+
+
+def _reachable(store: EscalationStore) -> bool:
+    try:
+        store.ping()
+    except Exception:  # noqa: BLE001  # any failure means: not now
+        return False
+    return True
+
+
+def _quarantine(
+    store: EscalationStore,
+    claimed: Path,
+    quarantine_dir: Path,
+    reason: str,
+    entry_type: Optional[str],
+    level: Optional[str],
+    report: SpoolImport,
+) -> None:
+    target = spool.quarantine(claimed, quarantine_dir, reason)
+    report.quarantined.append(target.name)
+    logger.critical(
+        "QUARANTINED spooled %s entry %s (%s level): %s. It is kept in %s; "
+        "reach the on-call clinician another way and see `python -m bot escalations --dead`.",
+        entry_type or "unreadable",
+        target.name,
+        level or "unknown",
+        reason,
+        quarantine_dir,
+    )
+    try:
+        store.record_quarantine(target.name, reason, entry_type, level)
+    except Exception:  # noqa: BLE001  # the file and the log line already tell
+        logger.warning("Could not note the quarantined entry %s in the database.", target.name)
+
+
+def _describe(error: BaseException) -> str:
+    """Return what failed without echoing data: DB errors carry the statement's values."""
+    if isinstance(error, sa.exc.DBAPIError):
+        original = error.orig
+        code = getattr(original, "pgcode", None)
+        return f"{type(original).__name__}" + (f" (SQLSTATE {code})" if code else "")
+    if isinstance(error, sa.exc.SQLAlchemyError):
+        return type(error).__name__
+    ours = type(error).__module__.startswith("bot.")
+    if ours and isinstance(error, (spool.SpoolFormatError, ValueError, LookupError)):
+        return f"{type(error).__name__}: {str(error)[:200]}"
+    return type(error).__name__

@@ -80,6 +80,9 @@ class AssistantEvaluator:
         generator = None
         if endpoints_file is not None and Path(endpoints_file).exists():
             generator = AvailableEndpoints.read_endpoints(str(endpoints_file)).nlg
+            if generator is not None:
+                # The server records escalation decisions while rendering; an evaluation records nothing.
+                generator.kwargs.pop("record_escalations", None)
         return cls(Agent.load(str(model_path), generator=generator))
 
     async def outcome(self, text: str) -> Tuple[str, float, bool]:

@@ -14,14 +14,14 @@ import pytest
 from bot.escalation.store import EscalationStore
 from bot.services import Supervisor
 from bot.settings import Settings
-from tests.escalation.receivers import free_port
 from tests.e2e.receiver import AlertReceiver
+from tests.escalation.receivers import free_port
 from tests.servers import require_model, running_services, server_environment, write_console_users, write_endpoints
 
 RASA_PORT = free_port()
 ACTION_PORT = free_port()
 CONSOLE_PORT = free_port()
-RECEIVER_PORT = 18099
+RECEIVER_PORT = free_port()
 TOKEN = "e2e-test-token"
 CLINICIAN_PASSWORD = "e2e-clinician-password"
 

@@ -133,3 +133,74 @@ def test_crisis_reply_still_appears_with_the_action_server_stopped(assistant: Ru
     finally:
         assistant.supervisor.start_service("action server")
         assert assistant.supervisor.wait_until_ready(timeout=120)
+
+
+def _alerts_for(assistant: RunningAssistant, escalation_id: str, count: int, timeout: float = 30.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(assistant.receiver.alerts_for(escalation_id)) < count:
+        time.sleep(0.2)
+    return assistant.receiver.alerts_for(escalation_id)
+
+
+def test_the_reply_says_the_team_is_alerted_only_with_the_record(assistant: RunningAssistant) -> None:
+    sender = new_sender()
+    replies = assistant.say("I'm going to hang myself tonight", sender)
+    texts = [r["text"] for r in replies]
+    assert any("being alerted" in text and "may not reply right away" in text for text in texts)
+    assert _escalation_for(assistant, sender) is not None
+
+
+def test_an_unsure_answer_about_safety_makes_the_escalation_urgent_and_alerts_again(
+    assistant: RunningAssistant,
+) -> None:
+    sender = new_sender()
+    assistant.say("i keep thinking everyone would be better off if i was gone", sender)
+    first = _escalation_for(assistant, sender)
+    assert first is not None and first.level == "priority"
+    assert len(_alerts_for(assistant, first.id, 1)) == 1
+
+    replies = assistant.say("idk", sender)
+
+    assert any("911" in r["text"] for r in replies), "the not-safe reply"
+    store = assistant.store()
+    try:
+        escalations = [e for e in store.list_escalations(status=None) if e.conversation_id == sender]
+    finally:
+        store.close()
+    assert [(e.id, e.level) for e in escalations] == [(first.id, "urgent")], "updated, not duplicated"
+    alerts = _alerts_for(assistant, first.id, 2)
+    assert len(alerts) == 2, "alerted again at the higher level"
+    assert "idk" not in alerts[1]["body"]
+
+
+def test_a_number_nobody_asked_for_is_not_kept(assistant: RunningAssistant) -> None:
+    sender = new_sender()
+    assistant.say("could someone from the clinic get in touch with me", sender)
+    replies = assistant.say("+1 555 201 7766", sender)  # before saying yes to being contacted
+    assert "haven't kept that" in replies[0]["text"]
+    escalation = _escalation_for(assistant, sender)
+    store = assistant.store()
+    try:
+        assert store.get(escalation.id).contact_value is None
+        assert store.contact_history(escalation.id) == []
+    finally:
+        store.close()
+
+
+def test_a_withdrawn_contact_is_cleared_and_kept_in_the_history(assistant: RunningAssistant) -> None:
+    sender = new_sender()
+    assistant.say("could someone from the clinic get in touch with me", sender)
+    assistant.say("/affirm", sender)
+    saved = assistant.say("sam.e2e@example.org", sender)
+    assert "passed that to the care team" in saved[0]["text"]
+
+    withdrawn = assistant.say("please delete my email, I don't want to be contacted", sender)
+
+    assert "don't want the care team to contact you" in withdrawn[0]["text"]
+    escalation = _escalation_for(assistant, sender)
+    store = assistant.store()
+    try:
+        assert store.get(escalation.id).contact_value is None
+        assert [entry.action for entry in store.contact_history(escalation.id)] == ["given", "withdrawn"]
+    finally:
+        store.close()

@@ -17,6 +17,7 @@ from bot.escalation.config import EscalationConfig
 from bot.escalation.store import EscalationStore
 
 from .harness import Database, FakeClock
+from .receivers import TcpProxy
 
 POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -124,3 +125,20 @@ def config() -> EscalationConfig:
         lease_seconds=30,
         console_base_url="https://care.example.org/console",
     )
+
+
+@pytest.fixture
+def vanishing_postgres(
+    postgres_database: Database,
+) -> Iterator[tuple[Database, TcpProxy]]:
+    """Yield a PostgreSQL schema reached through a proxy the test can stop (database down)."""
+    url = sa.engine.make_url(postgres_database.url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    db = Database(url=through_proxy, schema=postgres_database.schema)
+    try:
+        yield db, proxy
+    finally:
+        proxy.stop()
+        for store in db.stores:
+            store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -24,13 +25,22 @@ class Database:
         """Return 'sqlite' or 'postgresql'."""
         return sa.engine.make_url(self.url).get_backend_name()
 
-    def store(self, alert_channels: Sequence[str] = ("webhook",)) -> EscalationStore:
-        """Return a new store (own engine) on this database."""
+    def store(
+        self, alert_channels: Sequence[str] = ("webhook",), **options: Any
+    ) -> EscalationStore:
+        """Return a new store (own engine) on this database; ``options`` go to the store."""
         store = EscalationStore(
-            self.url, alert_channels=alert_channels, schema=self.schema
+            self.url, alert_channels=alert_channels, schema=self.schema, **options
         )
         self.stores.append(store)
         return store
+
+    @property
+    def standalone_url(self) -> str:
+        """Return a URL that reaches this database's tables from another process."""
+        if not self.schema:
+            return self.url
+        return f"{self.url}?options=-csearch_path%3D{self.schema}"
 
     def engine(self) -> sa.engine.Engine:
         """Return a raw engine on this database's tables, for low-level checks."""

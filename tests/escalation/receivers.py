@@ -1,10 +1,12 @@
-"""Real loopback receivers for alert tests: an HTTP webhook and a tiny SMTP sink."""
+"""Real loopback receivers for alert tests: an HTTP webhook, a tiny SMTP sink and a TCP proxy."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import socket
+import threading
 from dataclasses import dataclass, field
 from email.message import Message
 from types import TracebackType
@@ -35,10 +37,13 @@ class WebhookReceiver:
     def __init__(
         self,
         port: int | None = None,
-        statuses: list[int] | None = None,
+        statuses: list[int | tuple[int, dict[str, str]]] | None = None,
         delay_seconds: float = 0.0,
     ) -> None:
-        """Prepare a receiver; ``statuses`` are answered in order, then 200 forever."""
+        """Prepare a receiver; ``statuses`` are answered in order, then 200 forever.
+
+        An entry may be (status, headers), e.g. (429, {"Retry-After": "120"}).
+        """
         self.port = port or free_port()
         self.statuses = list(statuses or [])
         self.delay_seconds = delay_seconds
@@ -55,8 +60,11 @@ class WebhookReceiver:
             ReceivedRequest(dict(request.headers), await request.read())
         )
         await asyncio.sleep(self.delay_seconds)
-        status = self.statuses.pop(0) if self.statuses else 200
-        return web.Response(status=status, text="ok" if status < 300 else "nope")
+        answer = self.statuses.pop(0) if self.statuses else 200
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return web.Response(
+            status=status, text="ok" if status < 300 else "nope", headers=headers
+        )
 
     async def start(self) -> WebhookReceiver:
         """Start listening on the receiver's port."""
@@ -137,3 +145,69 @@ class SmtpSink:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+@final
+class TcpProxy:
+    """A loopback TCP forwarder to a real server, so a test can make that server vanish.
+
+    Stopping the proxy closes every forwarded connection and refuses new ones,
+    which is what a crashed or unreachable database looks like to a client.
+    """
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
+        """Prepare a forwarder to ``upstream_host:upstream_port`` on a free port."""
+        self.upstream = (upstream_host, upstream_port)
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> TcpProxy:
+        """Start accepting and forwarding connections."""
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every forwarded connection."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone does not on Linux.
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.extend((client, server))
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)

@@ -15,6 +15,7 @@ from bot.escalation.notifiers import (
     Alert,
     DeliveryError,
     EmailNotifier,
+    RetryLater,
     WebhookNotifier,
     build_notifiers,
     build_reminder_notifiers,
@@ -264,3 +265,80 @@ def test_config_defaults_and_validation() -> None:
         EscalationConfig(max_attempts=0)
     with pytest.raises(TypeError, match="smtp_to"):
         EscalationConfig(smtp_to="a@example.org")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("purpose", ["alert", "upgrade", "reminder"])
+@pytest.mark.parametrize(
+    ("channel", "shown"),
+    [("socketio", "socketio"), ("socketio\n<b>I want to die</b> " + "x" * 100, "unknown")],
+)
+def test_no_alert_form_carries_the_persons_words_or_contact(
+    purpose: str, channel: str, shown: str
+) -> None:
+    """Title, text, webhook, Slack and e-mail bodies name level, category, channel and link only."""
+    escalation = Escalation(
+        id="6f1c7a52-0000-4000-8000-000000000002",
+        conversation_id="+15550100999",
+        channel=channel,
+        kind="risk",
+        level="priority",
+        category="self_harm",
+        status="open",
+        created_at=CREATED_AT,
+        acknowledged_at=None,
+        acknowledged_by=None,
+        resolved_at=None,
+        resolved_by=None,
+        resolution_note=None,
+        contact_method="email",
+        contact_value="hidden.person@example.org",
+        transcript=[
+            {"sender": "user", "text": f"the {TRANSCRIPT_MARKER} again", "timestamp": 1.0}
+        ],
+    )
+    row = OutboxRow(
+        id=2,
+        escalation_id=escalation.id,
+        channel="webhook",
+        purpose=purpose,
+        idempotency_key=f"{escalation.id}:{purpose}:webhook",
+        status="sending",
+        attempts=1,
+        next_attempt_at=CREATED_AT,
+        lease_until=None,
+        lease_token="token",
+        last_error=None,
+        created_at=CREATED_AT,
+        delivered_at=None,
+    )
+    alert = Alert.build(escalation, row, "https://care.example.org/console")
+    forms = {
+        "title": alert.title(),
+        "text": alert.text(),
+        "webhook": WebhookNotifier("https://hooks.example.org/x").render(alert).decode(),
+        "slack": WebhookNotifier("https://hooks.slack.com/services/T/B/X").render(alert).decode(),
+        "email": EmailNotifier(
+            "127.0.0.1", 25, None, None, "bot@example.org", ["oncall@example.org"], False
+        ).render(alert).as_string(),
+    }
+
+    assert "Priority" in forms["title"] and "self harm" in forms["title"]
+    for needed in ("Level: priority", "Category: self_harm", f"Chat channel: {shown}", alert.console_url):
+        assert needed in forms["text"]
+    for name, rendered in forms.items():
+        for secret in (TRANSCRIPT_MARKER, "hidden.person", "5550100999", "die", "<b>"):
+            assert secret not in rendered, (name, secret)
+    assert alert.channel == shown
+
+
+def test_webhook_429_asks_the_worker_to_wait(alert: Alert) -> None:
+    """A 429 raises RetryLater with the Retry-After wait."""
+
+    async def scenario() -> None:
+        async with WebhookReceiver(statuses=[(429, {"Retry-After": "42"})]) as receiver:
+            await WebhookNotifier(receiver.url).send(alert)
+
+    with pytest.raises(RetryLater) as raised:
+        asyncio.run(scenario())
+
+    assert raised.value.retry_after_seconds == 42.0

@@ -71,10 +71,10 @@ def test_create_escalation_writes_escalation_outbox_and_audit_event(
     ]
 
 
-def test_create_escalation_without_destination_still_records_and_warns(
+def test_create_escalation_without_destination_still_records_quietly(
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """With no destination the escalation is still kept, with a warning."""
+    """With no destination the escalation is kept for the console; the worker warns once."""
     store = database.store(alert_channels=())
 
     with caplog.at_level(logging.WARNING, logger="bot.escalation.store"):
@@ -82,7 +82,7 @@ def test_create_escalation_without_destination_still_records_and_warns(
 
     assert store.get(escalation.id).status == "open"
     assert store.list_outbox() == []
-    assert "no alert destination is configured" in caplog.text
+    assert caplog.records == []
 
 
 @pytest.mark.parametrize("failing_step", ["_insert_outbox_rows", "_insert_event"])
@@ -195,7 +195,7 @@ def test_invalid_transitions_are_rejected(
         "acknowledge": lambda: store.acknowledge(escalation.id, actor="dr.rivera"),
         "resolve": lambda: store.resolve(escalation.id, actor="dr.rivera"),
         "record_contact": lambda: store.record_contact(
-            escalation.id, "phone", "+1 555 0100"
+            escalation.conversation_id, "phone", "+1 555 0100"
         ),
     }
     for step in steps:
@@ -230,7 +230,7 @@ def test_record_contact_stores_value_but_keeps_it_out_of_the_audit_note(
     """Contact details go in the record, not in the audit note."""
     escalation = create(store)
 
-    updated = store.record_contact(escalation.id, "phone", " +1 555 0100 ")
+    updated = store.record_contact(escalation.conversation_id, "phone", " +1 555 0100 ")
 
     assert (updated.contact_method, updated.contact_value) == ("phone", "+1 555 0100")
     event = store.events(escalation.id)[-1]
@@ -240,7 +240,7 @@ def test_record_contact_stores_value_but_keeps_it_out_of_the_audit_note(
         "method=phone",
     )
     with pytest.raises(ValueError, match="contact method"):
-        store.record_contact(escalation.id, "carrier pigeon", "roof")
+        store.record_contact(escalation.conversation_id, "carrier pigeon", "roof")
 
 
 def test_list_escalations_filters_by_status_newest_first(
@@ -445,10 +445,12 @@ def test_mark_delivered_records_time_and_event(store: EscalationStore) -> None:
     assert store.events(escalation.id)[-1].action == "delivered"
 
 
-def test_overdue_urgent_risk_gets_one_reminder(database: Database) -> None:
-    """Only open urgent risks past the deadline get one reminder each."""
+def test_overdue_escalations_are_reminded_on_their_level_schedule(
+    database: Database,
+) -> None:
+    """Open urgent and priority escalations are reminded each interval; low never."""
     store = database.store(alert_channels=("webhook",))
-    overdue = create(store, conversation_id="urgent-open")
+    urgent = create(store, conversation_id="urgent-open")
     acknowledged = create(store, conversation_id="urgent-acknowledged")
     priority = create(
         store, conversation_id="priority", level="priority", category="self_harm"
@@ -457,26 +459,57 @@ def test_overdue_urgent_risk_gets_one_reminder(database: Database) -> None:
         store, conversation_id="human", kind="human_request", level="low", category=None
     )
     store.acknowledge(acknowledged.id, actor="dr.rivera")
-    later = utc_now() + timedelta(minutes=11)
+    schedule = {"urgent": 10, "priority": 60}
+    start = utc_now()
 
-    assert store.queue_overdue_reminders(utc_now(), 10, ("webhook", "email")) == 0
-    assert store.queue_overdue_reminders(later, 10, ("webhook", "email")) == 2
-    assert store.queue_overdue_reminders(later, 10, ("webhook", "email")) == 0
+    def remind(minutes: float) -> int:
+        return store.queue_overdue_reminders(
+            start + timedelta(minutes=minutes), schedule, ("webhook",), ("email",)
+        )
+
+    assert remind(0) == 0
+    assert remind(11) == 2  # urgent: primary webhook + second contact's e-mail
+    assert remind(11) == 0
+    assert remind(19) == 0
+    assert remind(22) == 2  # urgent again, ten minutes after the first reminder
+    assert remind(61) == 4  # urgent a third time, and priority for the first time
 
     reminders = [row for row in store.list_outbox() if row.purpose == "reminder"]
-    assert {(row.escalation_id, row.channel) for row in reminders} == {
-        (overdue.id, "webhook"),
-        (overdue.id, "email"),
-    }
-    assert all(
-        row.idempotency_key == f"{overdue.id}:reminder:{row.channel}"
+    assert sorted(
+        (row.escalation_id == urgent.id, row.idempotency_key, row.recipient)
         for row in reminders
+    ) == sorted(
+        [
+            (True, f"{urgent.id}:reminder-{n}:webhook", "primary")
+            for n in (1, 2, 3)
+        ]
+        + [
+            (True, f"{urgent.id}:reminder-{n}:email:second", "second")
+            for n in (1, 2, 3)
+        ]
+        + [
+            (False, f"{priority.id}:reminder-1:webhook", "primary"),
+            (False, f"{priority.id}:reminder-1:email:second", "second"),
+        ]
     )
-    assert store.events(overdue.id)[-1].action == "reminder_queued"
-    for other in (acknowledged, priority, human):
+    assert store.get(urgent.id).reminders_sent == 3
+    assert [e.action for e in store.events(urgent.id)].count("reminder_queued") == 3
+    for other in (acknowledged, human):
         assert "reminder_queued" not in [
             event.action for event in store.events(other.id)
         ]
+
+
+def test_reminders_stop_once_acknowledged(store: EscalationStore) -> None:
+    """Acknowledging ends the reminders."""
+    escalation = create(store)
+    start = utc_now()
+    schedule = {"urgent": 10}
+
+    assert store.queue_overdue_reminders(start + timedelta(minutes=11), schedule, ("webhook",)) == 1
+    store.acknowledge(escalation.id, actor="dr.rivera")
+
+    assert store.queue_overdue_reminders(start + timedelta(minutes=30), schedule, ("webhook",)) == 0
 
 
 def test_concurrent_reminder_queueing_creates_one_row(database: Database) -> None:
@@ -488,7 +521,8 @@ def test_concurrent_reminder_queueing_creates_one_row(database: Database) -> Non
     with ThreadPoolExecutor(max_workers=2) as pool:
         counts = list(
             pool.map(
-                lambda s: s.queue_overdue_reminders(later, 10, ("webhook",)), stores
+                lambda s: s.queue_overdue_reminders(later, {"urgent": 10}, ("webhook",)),
+                stores,
             )
         )
 

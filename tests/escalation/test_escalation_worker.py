@@ -279,10 +279,10 @@ def test_row_abandoned_after_final_attempt_is_dead_lettered_without_sending(
     assert "DEAD-LETTER" in caplog.text
 
 
-def test_overdue_urgent_escalation_pages_the_second_webhook_once(
+def test_unacknowledged_urgent_escalation_is_reminded_repeatedly_with_second_contact(
     store: EscalationStore, config: EscalationConfig, clock: FakeClock
 ) -> None:
-    """An unacknowledged urgent risk pages the second contact once."""
+    """Each interval an open urgent risk is reminded, to the primary and the second contact."""
     overdue = create(store)
     acknowledged = create(store)
     create(store, level="priority", category="self_harm")
@@ -299,20 +299,28 @@ def test_overdue_urgent_escalation_pages_the_second_webhook_once(
             )
             assert await worker.deliver_pending_alerts() == 3
             assert second.requests == []
-            clock.advance(minutes=config.ack_minutes + 1)
-            assert await worker.deliver_pending_alerts() == 1
+            clock.advance(minutes=config.ack_minutes / 2)
+            assert await worker.deliver_pending_alerts() == 0
+            for _ in range(3):
+                clock.advance(minutes=config.ack_minutes + 1)
+                assert await worker.deliver_pending_alerts() == 2
+            store.acknowledge(overdue.id, actor="dr.okafor")
             clock.advance(minutes=config.ack_minutes + 1)
             assert await worker.deliver_pending_alerts() == 0
         return primary, second
 
     primary, second = asyncio.run(scenario())
 
-    assert len(primary.requests) == 3
-    [reminder] = second.requests
-    body = json.loads(reminder.body)
-    assert (body["escalation_id"], body["purpose"]) == (overdue.id, "reminder")
-    assert reminder.headers["Idempotency-Key"] == f"{overdue.id}:reminder:webhook"
-    assert TRANSCRIPT_MARKER.encode() not in reminder.body
+    assert len(primary.requests) == 3 + 3
+    assert len(second.requests) == 3
+    bodies = [json.loads(request.body) for request in second.requests]
+    assert {(body["escalation_id"], body["purpose"]) for body in bodies} == {
+        (overdue.id, "reminder")
+    }
+    assert [request.headers["Idempotency-Key"] for request in second.requests] == [
+        f"{overdue.id}:reminder-{n}:webhook:second" for n in (1, 2, 3)
+    ]
+    assert all(TRANSCRIPT_MARKER.encode() not in r.body for r in second.requests)
 
 
 def test_reminder_falls_back_to_primary_without_second_contact(

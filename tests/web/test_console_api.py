@@ -250,7 +250,7 @@ def test_list_rejects_an_unknown_status(signed_in: AsgiClient) -> None:
 
 def test_detail_shows_the_transcript_and_audit_trail(signed_in: AsgiClient, store: EscalationStore) -> None:
     escalation = make_escalation(store)
-    store.record_contact(escalation.id, "phone", "+44 20 7946 0000")
+    store.record_contact(escalation.conversation_id, "phone", "+44 20 7946 0000")
 
     response = signed_in.get(f"/api/escalations/{escalation.id}")
 
