@@ -101,7 +101,7 @@ class Settings:
     """Runtime configuration of the assistant's services, with their defaults."""
 
     project_root: Path = PROJECT_ROOT
-    rasa_auth_token: str = ""
+    rasa_auth_token: str = field(default="", repr=False)
     rasa_auth_token_generated: bool = False
     rasa_port: int = 5005
     action_port: int = 5055
@@ -122,6 +122,9 @@ class Settings:
     active_credentials_file: Path = field(default=PROJECT_ROOT / "var" / "credentials.active.yml")
     chat_allowed_origins: Tuple[str, ...] = ("http://localhost:8000", "http://127.0.0.1:8000")
     chat_socket_url: str = "http://127.0.0.1:5005"
+    action_host: str = "127.0.0.1"
+    action_server_token: str = field(default="", repr=False)
+    rasa_auth_token_file: Path = field(default=PROJECT_ROOT / "var" / "rasa_auth_token")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -160,4 +163,7 @@ class Settings:
             chat_socket_url=(
                 _text(env, "CHAT_SOCKET_URL") or f"http://127.0.0.1:{_int(env, 'RASA_PORT', 5005)}"
             ).rstrip("/"),
+            action_host=_text(env, "ACTION_SERVER_HOST") or "127.0.0.1",
+            action_server_token=_text(env, "ACTION_SERVER_TOKEN") or secrets.token_urlsafe(32),
+            rasa_auth_token_file=Path(_text(env, "RASA_AUTH_TOKEN_FILE") or root / "var" / "rasa_auth_token"),
         )
