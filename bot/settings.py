@@ -75,6 +75,7 @@ def escalation_config_from_env(env: Mapping[str, str], root: Path) -> Escalation
         smtp_to=_list(env, "SMTP_TO"),
         smtp_second_to=_list(env, "SMTP_SECOND_TO"),
         smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+        smtp_ca_file=_text(env, "SMTP_CA_FILE"),
         ack_minutes=float(env.get("ESCALATION_ACK_MINUTES", "").strip() or 10),
         max_attempts=_int(env, "ESCALATION_MAX_ATTEMPTS", 8),
         console_base_url=_text(env, "CONSOLE_BASE_URL") or "http://localhost:8000/console",

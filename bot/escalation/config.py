@@ -25,6 +25,7 @@ class EscalationConfig:
         smtp_to: Primary alert recipients.
         smtp_second_to: Recipients paged when an urgent escalation is not acknowledged.
         smtp_starttls: Upgrade the SMTP connection with STARTTLS before logging in.
+        smtp_ca_file: CA bundle (PEM) that verifies the SMTP server; the system's CAs when unset.
         ack_minutes: Minutes an urgent escalation may stay open before a reminder.
         max_attempts: Delivery attempts per alert before it is dead-lettered.
         console_base_url: Base URL of the clinician console; alerts link to it.
@@ -48,6 +49,7 @@ class EscalationConfig:
     smtp_to: tuple[str, ...] = ()
     smtp_second_to: tuple[str, ...] = ()
     smtp_starttls: bool = True
+    smtp_ca_file: str | None = None
     ack_minutes: float = 10
     max_attempts: int = 8
     console_base_url: str = "http://localhost:8000/console"
