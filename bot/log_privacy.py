@@ -58,7 +58,7 @@ _EMAIL = re2.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Z
 # A digit run with phone separators, not glued to a word (ids, UUIDs, versions stay).
 _PHONE = re2.compile(r"(^|[^\w.:/-])(\+?\(?\d[\d .()-]{5,}\d)")
 _DATE = re2.compile(r"^\d{4}-\d\d-\d\d")
-_DOTTED = re2.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_DOTTED = re2.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$|^\d+\.\d+$")  # an IPv4 address, a decimal number
 # Fragments the libraries print with what people wrote or a secret in them: (pattern, replacement).
 _FRAGMENTS: Tuple[Tuple[Any, str], ...] = (
     # SQLAlchemy: "[parameters: (...)]" of a failed statement, one line (reprs escape newlines).
@@ -82,7 +82,11 @@ _FRAGMENTS: Tuple[Tuple[Any, str], ...] = (
 def _redact_phone(match: Any) -> str:
     candidate = match.group(2)
     digits = sum(ch.isdigit() for ch in candidate)
-    if digits < MIN_PHONE_DIGITS or _DATE.search(candidate) or _DOTTED.search(candidate.strip()):
+    # A bare run of 7-8 digits is more often a process id or a count than a phone number.
+    separated = candidate.startswith("+") or not candidate.isdigit()
+    if digits < MIN_PHONE_DIGITS or not (separated or digits >= 9):
+        return str(match.group(0))
+    if _DATE.search(candidate) or _DOTTED.search(candidate.strip()):
         return str(match.group(0))
     return str(match.group(1)) + REDACTED
 

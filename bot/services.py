@@ -122,7 +122,8 @@ class Supervisor:
         output: Optional[IO[bytes]] = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            output = open(self.log_path(service.name), "ab")
+            descriptor = os.open(self.log_path(service.name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            output = os.fdopen(descriptor, "ab")
         try:
             service.process = subprocess.Popen(
                 service.command,
