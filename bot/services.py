@@ -172,7 +172,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         for service in self.services:
             while service.ready_url:
-                if service.process is not None and service.process.poll() is not None:
+                if self._stopping or service.process is not None and service.process.poll() is not None:
                     return False
                 try:
                     with urllib.request.urlopen(service.ready_url, timeout=2):
@@ -203,10 +203,19 @@ class Supervisor:
                 service.restarts += 1
                 self._start(service)
 
-    def run(self) -> int:
-        """Keeps the services running until SIGINT or SIGTERM, then stops them all; returns 0."""
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop signal has arrived."""
+        return self._stopping
+
+    def handle_stop_signals(self) -> None:
+        """From now on SIGINT (Ctrl-C) and SIGTERM end `wait_until_ready` and `run` (main thread only)."""
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+
+    def run(self) -> int:
+        """Keeps the services running until SIGINT or SIGTERM, then stops them all; returns 0."""
+        self.handle_stop_signals()
         try:
             while not self._stopping:
                 self.heal()
@@ -308,10 +317,13 @@ def run_all(settings: Settings) -> int:
     channels = activate_channels(settings)
     print("Channels on: " + ", ".join(name.rsplit(".", 1)[-1] for name in channels), flush=True)
     supervisor = Supervisor(assistant_services(settings), service_environment(settings), settings.project_root)
+    supervisor.handle_stop_signals()
     supervisor.start()
     if not supervisor.wait_until_ready():
-        print("A service failed to start; stopping.", file=sys.stderr, flush=True)
         supervisor.stop()
+        if supervisor.stopping:
+            return 0
+        print("A service failed to start; stopped everything.", file=sys.stderr, flush=True)
         return 1
     print(
         "\nReady.\n"
