@@ -257,14 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of `python -m bot`."""
+def main(argv: Optional[List[str]] = None, private_process: bool = False) -> int:
+    """Entry point of `python -m bot`; `private_process` (the program itself) makes the whole process's logs private."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
-    from bot.log_privacy import install
+    if private_process:
+        from bot.log_privacy import install
 
-    install(secrets=(settings.rasa_auth_token, settings.action_server_token))
+        install(secrets=(settings.rasa_auth_token, settings.action_server_token))
     # endpoints.yml refers to ${ACTION_SERVER_TOKEN}: Rasa refuses to read it when unset.
     os.environ.setdefault("ACTION_SERVER_TOKEN", settings.action_server_token)
     return int(args.handler(args, settings))

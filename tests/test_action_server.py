@@ -6,6 +6,7 @@ import gzip
 import http.client
 import json
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -169,6 +170,7 @@ def test_with_the_token_the_escalation_is_recorded(server: ActionServer) -> None
     events = json.loads(body)["events"]
     assert {e["name"] for e in events} == {"escalation_id", "escalation_level"}
     assert _escalations(server) == before + 1
+    assert stat.S_IMODE((server.workdir / "escalations.db").stat().st_mode) == 0o600, "owner-only database"
 
 
 def test_a_compressed_call_is_read(server: ActionServer) -> None:
