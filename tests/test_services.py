@@ -215,6 +215,7 @@ def test_make_run_keeps_generated_tokens_off_screens_command_lines_and_logs(make
     output = make_run.text()
 
     assert str(make_run.token_file) in output
+    assert stat.S_IMODE((make_run.workdir / "spool").stat().st_mode) == 0o700, "created owner-only before any service"
     assert stat.S_IMODE(make_run.token_file.stat().st_mode) == 0o600
     assert _get(f"http://127.0.0.1:{make_run.rasa_port}/status?token={token}") == 200
     assert _get(f"http://127.0.0.1:{make_run.rasa_port}/status?token=wrong") == 401
