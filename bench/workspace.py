@@ -118,6 +118,7 @@ class Workspace:
                 "ACTION_SERVER_PORT": str(ACTION_PORT),
                 "RASA_ENDPOINTS_FILE": str(self.endpoints_file),
                 "RASA_AUTH_TOKEN": env.get("RASA_AUTH_TOKEN") or secrets.token_urlsafe(24),
+                "ACTION_SERVER_TOKEN": env.get("ACTION_SERVER_TOKEN") or secrets.token_urlsafe(32),
                 "ESCALATION_DB_URL": f"sqlite:///{self.root / 'escalations.db'}",
                 "ESCALATION_SPOOL_DIR": str(self.root / "escalation-spool"),
                 # Benchmark messages are not questions people asked.

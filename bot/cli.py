@@ -104,7 +104,6 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
         Supervisor,
         activate_channels,
         assistant_services,
-        rasa_executable,
         service_environment,
     )
 
@@ -116,7 +115,7 @@ def _shell(args: argparse.Namespace, settings: Settings) -> int:
     try:
         supervisor.wait_until_ready()
         command = [
-            rasa_executable(), "shell",
+            sys.executable, "-m", "bot.rasa_server", "shell",
             "--model", str(settings.model_dir),
             "--endpoints", str(settings.endpoints_file),
             "--credentials", str(settings.active_credentials_file),
@@ -173,6 +172,16 @@ def _console(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _actions(args: argparse.Namespace, settings: Settings) -> int:
+    import logging
+
+    from bot.action_server import run_action_server
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    run_action_server(settings.action_server_token, settings.action_host, settings.action_port)
+    return 0
+
+
 def _hash_password(args: argparse.Namespace, settings: Settings) -> int:
     from bot.web.passwords import main_hash_password
 
@@ -226,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
     console = commands.add_parser("console", help="serve the clinician console on port 8000")
     console.set_defaults(handler=_console)
 
+    actions = commands.add_parser(
+        "actions", help="serve the custom actions on 127.0.0.1:5055 (ACTION_SERVER_TOKEN required by callers)"
+    )
+    actions.set_defaults(handler=_actions)
+
     hash_password = commands.add_parser("hash-password", help="hash a console password for the users file")
     hash_password.add_argument("rest", nargs=argparse.REMAINDER)
     hash_password.set_defaults(handler=_hash_password)
@@ -265,8 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """Entry point of `python -m bot`."""
+def main(argv: Optional[List[str]] = None, private_process: bool = False) -> int:
+    """Entry point of `python -m bot`; `private_process` (the program itself) makes the whole process's logs private."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
-    return int(args.handler(args, Settings.from_env()))
+    settings = Settings.from_env()
+    if private_process:
+        from bot.log_privacy import install
+
+        install(secrets=(settings.rasa_auth_token, settings.action_server_token))
+    # endpoints.yml refers to ${ACTION_SERVER_TOKEN}: Rasa refuses to read it when unset.
+    os.environ.setdefault("ACTION_SERVER_TOKEN", settings.action_server_token)
+    return int(args.handler(args, settings))

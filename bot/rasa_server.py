@@ -28,7 +28,10 @@ it delays every other person's message; none changes a result.
   otherwise walked the ~650,000 objects of the loaded libraries and model,
   about 300 ms during which no message was answered.
 
-Everything else, arguments included, is the `rasa` command line unchanged.
+Also: logs are kept free of people's words and secrets (``bot.log_privacy``),
+and ``run`` takes its ``--auth-token`` from ``RASA_AUTH_TOKEN`` so that the token
+is never on the command line. Everything else, arguments included, is the
+`rasa` command line unchanged.
 """
 
 from __future__ import annotations
@@ -233,11 +236,19 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     from rasa.__main__ import main as rasa_main
 
+    from bot import log_privacy
     from bot.settings import Settings
 
+    token = os.environ.get("RASA_AUTH_TOKEN", "").strip()
+    log_privacy.install(secrets=(token, os.environ.get("ACTION_SERVER_TOKEN", "").strip()))
+    log_privacy.install_rasa_message_hook()
     apply_fixes()
     install_action_timeout(Settings.from_env().action_timeout_seconds)
-    sys.argv = ["rasa", *(sys.argv[1:] if argv is None else argv)]
+    args = list(sys.argv[1:] if argv is None else argv)
+    # The token reaches Rasa's arguments in-process, never the command line (`ps` shows that).
+    if args[:1] == ["run"] and token and "--auth-token" not in args:
+        args += ["--auth-token", token]
+    sys.argv = ["rasa", *args]
     rasa_main()
 
 

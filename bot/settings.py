@@ -88,6 +88,7 @@ def escalation_config_from_env(env: Mapping[str, str], root: Path) -> Escalation
         smtp_to=_list(env, "SMTP_TO"),
         smtp_second_to=_list(env, "SMTP_SECOND_TO"),
         smtp_starttls=_bool(env, "SMTP_STARTTLS", True),
+        smtp_ca_file=_text(env, "SMTP_CA_FILE"),
         ack_minutes=float(env.get("ESCALATION_ACK_MINUTES", "").strip() or 10),
         max_attempts=_int(env, "ESCALATION_MAX_ATTEMPTS", 8),
         console_base_url=_text(env, "CONSOLE_BASE_URL") or "http://localhost:8000/console",
@@ -118,7 +119,7 @@ class Settings:
     """Runtime configuration of the assistant's services, with their defaults."""
 
     project_root: Path = PROJECT_ROOT
-    rasa_auth_token: str = ""
+    rasa_auth_token: str = field(default="", repr=False)
     rasa_auth_token_generated: bool = False
     rasa_port: int = 5005
     action_port: int = 5055
@@ -140,6 +141,9 @@ class Settings:
     chat_allowed_origins: Tuple[str, ...] = ("http://localhost:8000", "http://127.0.0.1:8000")
     chat_socket_url: str = "http://127.0.0.1:5005"
     action_timeout_seconds: float = 10.0
+    action_host: str = "127.0.0.1"
+    action_server_token: str = field(default="", repr=False)
+    rasa_auth_token_file: Path = field(default=PROJECT_ROOT / "var" / "rasa_auth_token")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -179,4 +183,7 @@ class Settings:
                 _text(env, "CHAT_SOCKET_URL") or f"http://127.0.0.1:{_int(env, 'RASA_PORT', 5005)}"
             ).rstrip("/"),
             action_timeout_seconds=_positive_float(env, "ACTION_SERVER_TIMEOUT", 10.0),
+            action_host=_text(env, "ACTION_SERVER_HOST") or "127.0.0.1",
+            action_server_token=_text(env, "ACTION_SERVER_TOKEN") or secrets.token_urlsafe(32),
+            rasa_auth_token_file=Path(_text(env, "RASA_AUTH_TOKEN_FILE") or root / "var" / "rasa_auth_token"),
         )

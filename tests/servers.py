@@ -82,12 +82,16 @@ def running_services(
     only: Optional[Sequence[str]] = None,
     wait: bool = True,
     timeout: float = 300,
+    log_dir: Optional[Path] = None,
 ) -> Iterator[Supervisor]:
-    """Starts the services `make run` starts (or `only` those), waits until they answer, stops them after."""
+    """Starts the services `make run` starts (or `only` those), waits until they answer, stops them after.
+
+    With `log_dir`, each service's output is kept in `<log_dir>/<service>.log` instead of the test's output.
+    """
     settings = Settings.from_env(env)
     activate_channels(settings, env)
     services = [s for s in assistant_services(settings) if only is None or s.name in only]
-    supervisor = Supervisor(services, service_environment(settings, env), settings.project_root)
+    supervisor = Supervisor(services, service_environment(settings, env), settings.project_root, log_dir=log_dir)
     supervisor.start()
     try:
         if wait and not supervisor.wait_until_ready(timeout=timeout):

@@ -26,6 +26,7 @@ class EscalationConfig:
         smtp_second_to: Recipients paged too from the first reminder of an escalation on.
         smtp_starttls: Upgrade the SMTP connection with STARTTLS before logging in.
         ack_minutes: Minutes between reminders of an unacknowledged urgent escalation.
+        smtp_ca_file: CA bundle (PEM) that verifies the SMTP server; the system's CAs when unset.
         max_attempts: Delivery attempts per alert before it is dead-lettered.
         console_base_url: Base URL of the clinician console; alerts link to it.
         backoff_base_seconds: Ceiling of the first retry delay; doubles per attempt.
@@ -58,6 +59,7 @@ class EscalationConfig:
     smtp_to: tuple[str, ...] = ()
     smtp_second_to: tuple[str, ...] = ()
     smtp_starttls: bool = True
+    smtp_ca_file: str | None = None
     ack_minutes: float = 10
     max_attempts: int = 8
     console_base_url: str = "http://localhost:8000/console"

@@ -8,6 +8,7 @@ import hmac
 import json
 import re
 import smtplib
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -281,8 +282,14 @@ class EmailNotifier:
         recipients: Sequence[str],
         starttls: bool = True,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        ca_file: str | None = None,
     ) -> None:
-        """Remember the SMTP settings; no connection is opened until ``send``."""
+        """Remember the SMTP settings; no connection is opened until ``send``.
+
+        STARTTLS verifies the server's certificate and host name against the
+        system's CAs, or against ``ca_file`` (a PEM bundle) when given: an
+        unverified server would receive the login and every alert.
+        """
         if not recipients:
             raise ValueError("EmailNotifier needs at least one recipient")
         self.host = host
@@ -293,6 +300,11 @@ class EmailNotifier:
         self.recipients = tuple(recipients)
         self.starttls = starttls
         self.timeout_seconds = timeout_seconds
+        self.ca_file = ca_file
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Return a verifying TLS context (certificate chain and host name)."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     def render(self, alert: Alert) -> EmailMessage:
         """Return the e-mail sent for ``alert``."""
@@ -315,7 +327,7 @@ class EmailNotifier:
     def _send_blocking(self, message: EmailMessage) -> None:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_seconds) as smtp:
             if self.starttls:
-                smtp.starttls()
+                smtp.starttls(context=self.tls_context())
             if self.user:
                 smtp.login(self.user, self.password or "")
             smtp.send_message(message)
@@ -361,4 +373,5 @@ def _email_notifier(
         recipients=recipients,
         starttls=config.smtp_starttls,
         timeout_seconds=config.send_timeout_seconds,
+        ca_file=config.smtp_ca_file,
     )
