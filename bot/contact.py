@@ -82,12 +82,17 @@ def _phones_in_run(text: str, start: int, end: int) -> List[ContactDetail]:
         parts.append((position, gap.start()))
         position = gap.end()
     parts.append((position, end))
+    # Digits before each part, so that a window's digit count costs nothing.
+    digits_before = [0]
+    for first, last in parts:
+        digits_before.append(digits_before[-1] + sum(ch.isdigit() for ch in text[first:last]))
     phones: List[ContactDetail] = []
     i = 0
     while i < len(parts):
         for j in range(min(len(parts), i + _MAX_PARTS), i, -1):
-            first, last = parts[i][0], parts[j - 1][1]
-            first, last = _trim_brackets(text, first, last)
+            if not MIN_PHONE_DIGITS <= digits_before[j] - digits_before[i] <= MAX_PHONE_DIGITS:
+                continue
+            first, last = _trim_brackets(text, parts[i][0], parts[j - 1][1])
             if _is_phone(text, first, last):
                 phones.append(ContactDetail("phone", text[first:last], first, last))
                 i = j
