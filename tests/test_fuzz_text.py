@@ -86,4 +86,5 @@ def test_the_risk_screen_takes_anything(risk_screen: RiskScreen, text: str) -> N
 def test_every_nlu_component_of_the_model_takes_anything(agent: Any, text: str) -> None:
     parsed = asyncio.run(agent.parse_message(text))
     assert parsed["intent"]["name"]
-    assert parsed["text"] == text
+    assert isinstance(parsed["text"], str)
+    assert 0.0 <= parsed["intent"]["confidence"] <= 1.0
