@@ -109,7 +109,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     model = args.model or _latest_model()
     say(f"worst case: loading {model.relative_to(PROJECT_ROOT) if model.is_relative_to(PROJECT_ROOT) else model}")
     agent = _load_agent(model)
-    logging.disable(logging.CRITICAL)  # Rasa logs every parse at debug level, text included
+    from rasa.utils.log_utils import configure_structlog
+
+    # Rasa logs every parse at debug level, text included.
+    logging.disable(logging.CRITICAL)
+    configure_structlog(logging.WARNING)
     typical = statistics.median(
         _time_parse(agent, text, args.repeats)
         for text in ("what is mdma assisted therapy", "is it legal in the us?", "I feel unsafe tonight")

@@ -1,8 +1,9 @@
 """Recognising a phone number or email address that a person gives to be contacted.
 
 Both run on every message, on the server's event loop, so both take time linear
-in the message: the patterns are compiled with RE2 (no backtracking), and each
-number-like run is checked once, in windows of a few groups.
+in the message: the email pattern is compiled with RE2 (no backtracking), the
+number pattern cannot backtrack, and each number-like run is checked once, in
+windows of a few groups.
 
 A run of digits is a phone number only if it looks like one: 7 to 15 digits,
 single-digit groups only at the start ("1 800 ...", "+61 2 ..."), not a date
@@ -13,15 +14,18 @@ single-digit groups only at the start ("1 800 ...", "+61 2 ..."), not a date
 
 from __future__ import annotations
 
+import re
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import re2
 
 _EMAIL = re2.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # Digit groups joined by at most one separator, optionally bracketed: "(555) 123-4567".
-_NUMBER_RUN = re2.compile(r"\+?\(?[0-9]+\)?(?:[ \x{00a0}.\-]?\(?[0-9]+\)?)*")
-_DIGITS = re2.compile(r"[0-9]+")
-_SPACE = re2.compile(r"[ \x{00a0}]+")
+# Python's engine (RE2 costs microseconds per match, and a text of 20,000
+# characters can hold thousands of numbers): nothing follows the repetition,
+# so its first, greedy attempt always succeeds and it never backtracks.
+_NUMBER_RUN = re.compile(r"\+?\(?[0-9]+\)?(?:[ \u00a0.\-]?\(?[0-9]+\)?)*")
+_SPACES = frozenset(" \u00a0")
 MIN_PHONE_DIGITS = 7
 MAX_PHONE_DIGITS = 15
 # "+33 1 23 45 67 89" is six space-separated parts.
@@ -76,11 +80,14 @@ def _phone_numbers(text: str) -> List[ContactDetail]:
 
 def _phones_in_run(text: str, start: int, end: int) -> List[ContactDetail]:
     """The phone numbers in one number run: the longest valid window of parts, left to right."""
+    # Split on the (single) spaces of the run itself: an RE2 call on the whole
+    # text would copy all of it, once per run.
     parts: List[Tuple[int, int]] = []
     position = start
-    for gap in _SPACE.finditer(text, start, end):
-        parts.append((position, gap.start()))
-        position = gap.end()
+    for offset, ch in enumerate(text[start:end], start=start):
+        if ch in _SPACES:
+            parts.append((position, offset))
+            position = offset + 1
     parts.append((position, end))
     # Digits before each part, so that a window's digit count costs nothing.
     digits_before = [0]
@@ -116,18 +123,39 @@ def _is_phone(text: str, start: int, end: int) -> bool:
     span = text[start:end]
     if not span or not (span[-1].isdigit() or span[-1] == ")"):
         return False
-    groups = _DIGITS.findall(span)
+    groups, separators = _groups_and_separators(span)
     digits = sum(len(group) for group in groups)
     if not MIN_PHONE_DIGITS <= digits <= MAX_PHONE_DIGITS:
         return False
     if len(groups[-1]) < 2 or any(len(group) == 1 for group in groups[2:]):
         return False
-    separators = [sep.strip("()") for sep in _DIGITS.split(span)[1:-1]]
     if _is_date(groups, separators) or _are_years(groups) or _is_ip_address(groups, separators):
         return False
     if len(groups) == 2 and separators[0] == ".":
         return False  # a decimal number
     return not _glued_to_other_text(text, start, end)
+
+
+def _groups_and_separators(span: str) -> Tuple[List[str], List[str]]:
+    """The digit groups of a short span, and what stands between them (brackets left out)."""
+    groups: List[str] = []
+    separators: List[str] = []
+    current: List[str] = []
+    between: List[str] = []
+    for ch in span:
+        if "0" <= ch <= "9":
+            if not current and groups:
+                separators.append("".join(between).strip("()"))
+            between = []
+            current.append(ch)
+        else:
+            if current:
+                groups.append("".join(current))
+                current = []
+            between.append(ch)
+    if current:
+        groups.append("".join(current))
+    return groups, separators
 
 
 def _is_date(groups: Sequence[str], separators: Sequence[str]) -> bool:
