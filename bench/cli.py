@@ -217,6 +217,11 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point; servers and children are stopped on errors, Ctrl-C and SIGTERM."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worst-case"]:
+        from bench import worst_case
+
+        return worst_case.main(argv[1:])
     args = build_parser().parse_args(argv)
     _interrupt_on_sigterm()
     try:

@@ -17,6 +17,10 @@ it delays every other person's message; none changes a result.
   ``prepare_text`` (the sentence encoder) compute what they will need on a
   worker thread, on the second core, while the loop serves other messages.
   The loop offers Python's lock to that thread every millisecond, not every 5.
+  At most ``MAX_WAITING_PREPARATIONS`` wait for that thread: beyond that a
+  message is not prepared ahead (its turn computes it) and never waits.
+- Request bodies are limited to ``MAX_REQUEST_BYTES`` (Sanic's default is
+  100 MB): a larger one gets a 413 before it is read.
 - A custom action call times out after ``ACTION_SERVER_TIMEOUT`` seconds
   (default 10), not Rasa's fixed 5 minutes (``DEFAULT_REQUEST_TIMEOUT``,
   imported by ``rasa.core.actions.action``): the replies of a turn, the
@@ -53,6 +57,12 @@ logger = logging.getLogger(__name__)
 
 # How often a busy thread offers Python's lock to a waiting one (default 0.005).
 SWITCH_INTERVAL_SECONDS = 0.001
+# A 20,000-character message (the channels' limit) and its metadata, as JSON.
+MAX_REQUEST_BYTES = 64 * 1024
+# Messages waiting for the preparation thread; later ones skip preparation.
+MAX_WAITING_PREPARATIONS = 16
+# A skipped preparation is logged with the count so far at most this often.
+SKIPPED_LOG_INTERVAL_SECONDS = 60.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,11 +161,21 @@ def install_turn_scheduler(scheduler: Optional["TurnScheduler"] = None) -> "Turn
 
 
 class _TextPreparation:
-    """Runs the model's `prepare_text(text)` hooks on one worker thread, off the event loop."""
+    """Runs the model's `prepare_text(text)` hooks on one worker thread, off the event loop.
 
-    def __init__(self) -> None:
+    Bounded: at most `max_waiting` messages are handed to the thread at once.
+    A message beyond that is not prepared ahead (its turn computes the same
+    thing), so a flood never grows a queue and never delays a reply; the
+    skips are counted and the count is logged.
+    """
+
+    def __init__(self, max_waiting: int = MAX_WAITING_PREPARATIONS) -> None:
         self._executor: Optional[ThreadPoolExecutor] = None
         self._hooks: "weakref.WeakKeyDictionary[Any, List[Callable[[Text], None]]]" = weakref.WeakKeyDictionary()
+        self.max_waiting = max_waiting
+        self.waiting = 0
+        self.skipped = 0
+        self._skips_logged_at: Optional[float] = None
 
     async def prepare(self, processor: Any, text: Optional[Text]) -> None:
         """Prepares `text` for this processor's model; never fails the message."""
@@ -164,12 +184,29 @@ class _TextPreparation:
         hooks = self._hooks_of(processor)
         if not hooks:
             return
+        if self.waiting >= self.max_waiting:
+            self._skip()
+            return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare-text")
+        self.waiting += 1
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, _run_hooks, hooks, text)
         except Exception:  # noqa: BLE001  # the turn computes it itself
             logger.warning("Preparing a message ahead of its turn failed; it is computed in the turn.", exc_info=True)
+        finally:
+            self.waiting -= 1
+
+    def _skip(self) -> None:
+        self.skipped += 1
+        now = asyncio.get_running_loop().time()
+        if self._skips_logged_at is None or now - self._skips_logged_at >= SKIPPED_LOG_INTERVAL_SECONDS:
+            self._skips_logged_at = now
+            logger.warning(
+                "Busy: %d message(s) so far were not prepared ahead of their turn (more than %d waiting).",
+                self.skipped,
+                self.max_waiting,
+            )
 
     def _hooks_of(self, processor: Any) -> List[Callable[[Text], None]]:
         runner = getattr(processor, "graph_runner", None)
@@ -189,6 +226,27 @@ class _TextPreparation:
 def _run_hooks(hooks: List[Callable[[Text], None]], text: Text) -> None:
     for hook in hooks:
         hook(text)
+
+
+def install_request_size_limit(max_bytes: int = MAX_REQUEST_BYTES) -> None:
+    """Make the app `rasa run` builds refuse request bodies over `max_bytes` with a 413."""
+    import rasa.core.run
+
+    configure_app = rasa.core.run.configure_app
+    if getattr(configure_app, "limits_request_size", False):
+        return
+
+    @functools.wraps(configure_app)
+    def configure_bounded_app(*args: Any, **kwargs: Any) -> Any:
+        app = configure_app(*args, **kwargs)
+        # Read by Sanic for every new connection: a declared Content-Length
+        # over it is refused before the body is read, a streamed body once it
+        # passes the limit.
+        app.config.REQUEST_MAX_SIZE = max_bytes
+        return app
+
+    configure_bounded_app.limits_request_size = True  # type: ignore[attr-defined]
+    rasa.core.run.configure_app = configure_bounded_app  # type: ignore[assignment]
 
 
 def freeze_loaded_objects() -> None:
@@ -222,6 +280,7 @@ def apply_fixes() -> None:
     install_sequential_graph_runner()
     install_turn_scheduler()
     install_gc_freeze_after_model_load()
+    install_request_size_limit()
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -24,6 +24,13 @@ are invisible to Python's cyclic garbage collector: without packing, its
 full collections walked every event of every conversation since the server
 started, and their pauses (every conversation waits) grew with it.
 
+The store is bounded, unlike Rasa's: a conversation with no message for
+``idle_minutes`` is forgotten, and so is the least recently active one when
+more than ``max_conversations`` are held. A person who writes again after
+that starts a new conversation (a new session, as after Rasa's own session
+expiry). Nothing that must outlive a conversation depends on this store:
+escalations and contact details are written to the escalation database.
+
 Like ``InMemoryTrackerStore``, new events go to the event broker on save, a
 tracker changed after fetching is stored only when saved, and everything is
 lost when the server stops. Configured in endpoints.yml::
@@ -32,6 +39,8 @@ lost when the server stops. Configured in endpoints.yml::
       type: bot.tracker_store.LiveTrackerStore
       history_window: 100
       live_conversations: 100
+      idle_minutes: 120
+      max_conversations: 20000
 """
 
 from __future__ import annotations
@@ -40,9 +49,10 @@ import copy
 import itertools
 import logging
 import pickle
+import time
 import zlib
 from collections import OrderedDict, deque
-from typing import Any, Deque, Dict, Iterable, List, Optional, Text
+from typing import Any, Callable, Deque, Iterable, List, Optional, Text
 
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import TrackerStore
@@ -55,6 +65,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_WINDOW = 100
 DEFAULT_LIVE_CONVERSATIONS = 100
+# Longer than the domain's session expiry (60 minutes): a conversation is
+# forgotten only after Rasa would have started a new session anyway.
+DEFAULT_IDLE_MINUTES = 120
+DEFAULT_MAX_CONVERSATIONS = 20_000
 # Rules must still see that a conversation did not just start, and the
 # escalation transcript wants the last few turns.
 MIN_HISTORY_WINDOW = 20
@@ -94,6 +108,7 @@ class _Conversation:
         self.sender_id = tracker.sender_id
         self.tracker: Optional[DialogueStateTracker] = tracker
         self.session_start = 0
+        self.last_active = 0.0
         self._packed: Optional[bytes] = None
         self._last_event: Optional[Event] = None
         self._note_session_starts(0)
@@ -173,6 +188,9 @@ class LiveTrackerStore(TrackerStore):
         event_broker: Optional[EventBroker] = None,
         history_window: int = DEFAULT_HISTORY_WINDOW,
         live_conversations: int = DEFAULT_LIVE_CONVERSATIONS,
+        idle_minutes: float = DEFAULT_IDLE_MINUTES,
+        max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
+        clock: Callable[[], float] = time.monotonic,
         **kwargs: Any,
     ) -> None:
         """Starts empty.
@@ -184,6 +202,11 @@ class LiveTrackerStore(TrackerStore):
                 fetched tracker holds (at least 20).
             live_conversations: How many of the most recently active conversations
                 are kept as objects (at least 1); the others are packed.
+            idle_minutes: A conversation without a message for this long is
+                forgotten (more than 0).
+            max_conversations: At most this many conversations are held (at
+                least 1); beyond it the least recently active is forgotten.
+            clock: Seconds, monotonic (tests pass their own).
             kwargs: Further endpoint settings, ignored as by Rasa's stores.
         """
         super().__init__(domain, event_broker, **kwargs)
@@ -193,9 +216,20 @@ class LiveTrackerStore(TrackerStore):
         live_conversations = int(live_conversations)
         if live_conversations < 1:
             raise ValueError(f"live_conversations must be at least 1, got {live_conversations}")
+        idle_minutes = float(idle_minutes)
+        if not idle_minutes > 0:
+            raise ValueError(f"idle_minutes must be more than 0, got {idle_minutes}")
+        max_conversations = int(max_conversations)
+        if max_conversations < 1:
+            raise ValueError(f"max_conversations must be at least 1, got {max_conversations}")
         self.history_window = history_window
         self.live_conversations = live_conversations
-        self._conversations: Dict[Text, _Conversation] = {}
+        self.idle_seconds = idle_minutes * 60
+        self.max_conversations = max_conversations
+        self._clock = clock
+        self.forgotten_conversations = 0
+        # Every conversation, least recently active first.
+        self._conversations: "OrderedDict[Text, _Conversation]" = OrderedDict()
         # Live conversations, least recently active first.
         self._live: "OrderedDict[Text, None]" = OrderedDict()
 
@@ -219,6 +253,7 @@ class LiveTrackerStore(TrackerStore):
 
     async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         """The conversation's current state with the latest session's most recent events; None if unknown."""
+        self._forget_idle(self._clock())
         conversation = self._conversations.get(sender_id)
         if conversation is None:
             return None
@@ -230,6 +265,7 @@ class LiveTrackerStore(TrackerStore):
 
     async def retrieve_full_tracker(self, conversation_id: Text) -> Optional[DialogueStateTracker]:
         """Every stored event of the conversation; None if unknown."""
+        self._forget_idle(self._clock())
         conversation = self._conversations.get(conversation_id)
         if conversation is None:
             return None
@@ -238,12 +274,33 @@ class LiveTrackerStore(TrackerStore):
         return detached_copy(stored)
 
     def _touch(self, sender_id: Text) -> None:
-        """Mark the conversation as the most recently active; pack the least recent beyond the limit."""
+        """Mark the conversation as the most recently active; pack or forget the least recent ones."""
+        now = self._clock()
+        self._conversations[sender_id].last_active = now
+        self._conversations.move_to_end(sender_id)
         self._live[sender_id] = None
         self._live.move_to_end(sender_id)
+        self._forget_idle(now, keep=sender_id)
         while len(self._live) > self.live_conversations:
             oldest, _ = self._live.popitem(last=False)
             self._conversations[oldest].pack()
+
+    def _forget_idle(self, now: float, keep: Optional[Text] = None) -> None:
+        """Drops conversations idle too long, and the least recently active beyond the limit."""
+        forgotten = 0
+        while self._conversations:
+            oldest, conversation = next(iter(self._conversations.items()))
+            if oldest == keep:
+                break
+            idle = now - conversation.last_active >= self.idle_seconds
+            if not idle and len(self._conversations) <= self.max_conversations:
+                break
+            del self._conversations[oldest]
+            self._live.pop(oldest, None)
+            forgotten += 1
+        if forgotten:
+            self.forgotten_conversations += forgotten
+            logger.debug("Forgot %d idle or least recently active conversation(s).", forgotten)
 
     async def stream_events(self, tracker: DialogueStateTracker) -> None:
         """Sends the tracker's events that are not stored yet to the event broker (save does this)."""
@@ -257,8 +314,10 @@ class LiveTrackerStore(TrackerStore):
 
     async def keys(self) -> Iterable[Text]:
         """The conversation ids stored."""
+        self._forget_idle(self._clock())
         return list(self._conversations)
 
     async def exists(self, conversation_id: Text) -> bool:
         """Whether the conversation is stored."""
+        self._forget_idle(self._clock())
         return conversation_id in self._conversations

@@ -400,3 +400,82 @@ def test_a_long_conversation_gets_the_same_actions_as_with_rasas_store() -> None
     assert ours[0][0] == "action_session_start"
     assert "utter_intro" in ours[0]
     assert all(actions for actions in ours[1:])
+
+
+class FakeClock:
+    """Monotonic seconds that a test moves on by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_conversation_idle_too_long_is_forgotten(domain: Domain) -> None:
+    clock = FakeClock()
+    store = LiveTrackerStore(domain, idle_minutes=30, clock=clock)
+    run(store.save(new_conversation(store, "quiet")))
+    clock.now += 20 * 60
+    run(store.save(new_conversation(store, "busy")))
+    clock.now += 11 * 60
+
+    assert run(store.retrieve("quiet")) is None
+    assert run(store.retrieve("busy")) is not None
+    assert run(store.keys()) == ["busy"]
+    assert store.forgotten_conversations == 1
+
+
+def test_a_message_keeps_a_conversation_alive(domain: Domain) -> None:
+    clock = FakeClock()
+    store = LiveTrackerStore(domain, idle_minutes=30, clock=clock)
+    run(store.save(new_conversation(store)))
+    for number in range(5):
+        clock.now += 20 * 60
+        tracker = run(store.retrieve("person"))
+        turn(tracker, "still here", number)
+        run(store.save(tracker))
+
+    assert run(store.retrieve_full_tracker("person")).latest_message.text == "still here 4"
+
+
+def test_the_number_of_conversations_is_capped_least_recent_first(domain: Domain) -> None:
+    store = LiveTrackerStore(domain, live_conversations=2, max_conversations=3)
+    for sender in ("a", "b", "c"):
+        run(store.save(new_conversation(store, sender)))
+    run(store.retrieve("a"))  # "a" is now the most recently active
+    run(store.save(new_conversation(store, "d")))
+
+    assert sorted(run(store.keys())) == ["a", "c", "d"]
+    assert run(store.retrieve("b")) is None
+    assert run(store.retrieve("a")) is not None
+
+
+def test_a_huge_message_does_not_stay_in_memory_for_ever(domain: Domain) -> None:
+    clock = FakeClock()
+    store = LiveTrackerStore(domain, idle_minutes=1, clock=clock)
+    tracker = new_conversation(store, "big")
+    tracker.update(UserUttered("hi", metadata={"blob": "x" * 5_000_000}))
+    run(store.save(tracker))
+    clock.now += 61
+    run(store.save(new_conversation(store, "next")))
+
+    assert run(store.exists("big")) is False
+
+
+@pytest.mark.parametrize("settings", [{"idle_minutes": 0}, {"idle_minutes": -5}, {"max_conversations": 0}])
+def test_bounds_must_be_positive(domain: Domain, settings: Dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        LiveTrackerStore(domain, **settings)
+
+
+def test_endpoints_set_the_bounds(domain: Domain) -> None:
+    from rasa.core.tracker_store import TrackerStore as RasaTrackerStore
+    from rasa.utils.endpoints import read_endpoint_config
+
+    config = read_endpoint_config(str(ROOT / "endpoints.yml"), "tracker_store")
+    store = RasaTrackerStore.create(config, domain)
+
+    assert isinstance(store, LiveTrackerStore)
+    assert store.idle_seconds == 120 * 60
+    assert store.max_conversations == 20_000

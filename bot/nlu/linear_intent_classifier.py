@@ -43,6 +43,11 @@ from bot.nlu.linear_scorer import LinearScorer
 
 logger = logging.getLogger(__name__)
 
+# Only the start of a longer message is classified: the sentence encoder reads
+# at most 128 word pieces anyway, and the cost stays the same however long the
+# message (the risk screen, which must see everything, reads all of it).
+MAX_CLASSIFIED_CHARS = 1000
+
 _MODEL_FILE = "classifier.skops"
 _META_FILE = "meta.json"
 
@@ -63,6 +68,10 @@ _TRUSTED_TYPES = {
     "builtins.slice",
     "scipy.sparse._csr.csr_matrix",
 }
+
+
+def _classified_part(text: Text) -> Text:
+    return text[:MAX_CLASSIFIED_CHARS]
 
 
 def _features_text(text: Text) -> Text:
@@ -239,13 +248,13 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         encoder's cache; `process` computes it itself if it is not there.
         """
         if self.features is not None and self.config["sentence_embeddings"]:
-            self.encoder.encode([text])
+            self.encoder.encode([_classified_part(text)])
 
     def process(self, messages: List[Message]) -> List[Message]:
         """Sets intent, intent ranking and, for retrieval intents, the selected answer."""
         if self.features is None or self.classifier is None or not messages:
             return messages
-        texts = [message.get(TEXT) or "" for message in messages]
+        texts = [_classified_part(message.get(TEXT) or "") for message in messages]
         scorer = self._linear_scorer()
         if scorer is None:
             probabilities = self.classifier.predict_proba(self._matrix(texts))

@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from bot.nlp import long_run_edits
 
 # Typographic quotes, primes and backticks people type instead of an apostrophe.
 _APOSTROPHES = "\u2018\u2019\u201a\u201b\u2032\u2035\u02bc\u02b9\u0060\u00b4\uff07"
@@ -29,6 +32,10 @@ _RUN = re.compile(r"(\S)\1{2,}|\s{2,}")
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _INNER_HYPHEN = re.compile(r"(?<=[a-z])-(?=[a-z])")
 _DOUBLED = re.compile(r"([a-z])\1")
+# Corrections remembered, and the longest word remembered: a flood of long,
+# made-up words must not fill memory.
+_MAX_CORRECTIONS = 50_000
+_MAX_REMEMBERED_WORD = 30
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,7 @@ class _Builder:
         return NormalisedText("".join(self.chars), tuple(self.starts), tuple(self.ends))
 
 
+@lru_cache(maxsize=4096)
 def _fold_char(ch: str) -> str:
     """NFKC, lower case, and accents dropped, for one non-ASCII character."""
     if ch in _CHAR_MAP:
@@ -128,6 +136,12 @@ def _collapse_runs(source: NormalisedText) -> NormalisedText:
             replacement = run[:2]
         replacements.append((match.start(), match.end(), replacement))
     return _replace_spans(source, replacements) if replacements else source
+
+
+def _break_long_runs(source: NormalisedText) -> NormalisedText:
+    """Runs too long for the tokenizer to split in linear time, simplified (see `bot.nlp`)."""
+    edits = long_run_edits(source.text)
+    return _replace_spans(source, edits) if edits else source
 
 
 def _undoubled_variants(word: str) -> List[str]:
@@ -201,7 +215,7 @@ class TextNormaliser:
         if hyphens:
             cleaned = _replace_spans(cleaned, hyphens)
         cleaned = self._rewrite_phrases(cleaned)
-        return self._correct_words(cleaned)
+        return _break_long_runs(self._correct_words(cleaned))
 
     def _rewrite_phrases(self, source: NormalisedText) -> NormalisedText:
         if self._phrase_pattern is None:
@@ -225,7 +239,7 @@ class TextNormaliser:
         if cached is not None:
             return cached
         corrected = self._find_correction(word)
-        if len(self._corrections) < 50_000:
+        if len(self._corrections) < _MAX_CORRECTIONS and len(word) <= _MAX_REMEMBERED_WORD:
             self._corrections[word] = corrected
         return corrected
 

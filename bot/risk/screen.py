@@ -17,10 +17,11 @@ first in the pattern book, then to the earliest, then to the longest match.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from bot.risk.matcher import DISTANT_PAST, RawMatch, RiskMatcher, Token
 from bot.risk.normalise import NormalisedText, TextNormaliser
@@ -77,6 +78,9 @@ class Screening:
 
 
 _PhraseIndex = Dict[str, Tuple[Tuple[str, ...], ...]]
+# Per sentence: the ends of its past-time markers (sorted), the smallest start
+# from each of them on, and whether one of them refers back.
+_PastMarkers = Dict[int, Tuple[List[int], List[int], bool]]
 
 
 def _index_phrases(phrases: Sequence[Tuple[str, ...]]) -> _PhraseIndex:
@@ -89,9 +93,73 @@ def _index_phrases(phrases: Sequence[Tuple[str, ...]]) -> _PhraseIndex:
 
 @dataclass(frozen=True)
 class _Parsed:
+    """Tokens with their sentences and clauses, and what the checks ask of each position.
+
+    Everything a check would otherwise find by walking through the sentence
+    is computed once per message, so that checking every match takes time
+    linear in the message however many matches there are.
+    """
+
     tokens: List[Token]
     sentence_of: List[int]
     clause_of: List[int]
+    # Per token: index of the first token of its sentence, and one past the last.
+    sentence_start: List[int]
+    sentence_end: List[int]
+    # Per position 0..n: the first index at or after it that is a word (not an
+    # opener such as "so", not punctuation); n if none.
+    next_word: List[int]
+    # Per token: where the statement holding it starts (see `_scope_start`).
+    scope_start: List[int]
+    # Per position 0..n: the first index at or after it with a conditional or a
+    # hypothetical phrase, and with a sign that a question follows.
+    next_hypothetical: List[int]
+    next_question_sign: List[int]
+    # Prefix counts (length n + 1): conditionals, fact markers, new subjects, conjunctions.
+    conditionals: List[int]
+    fact_markers: List[int]
+    new_subjects: List[int]
+    conjunctions: List[int]
+    # Per sentence: whether it asks something.
+    sentence_asks: List[bool]
+
+    def count(self, prefix: List[int], start: int, end: int) -> int:
+        """How many of the counted tokens lie in [start, end)."""
+        end = min(end, len(self.tokens))
+        return prefix[end] - prefix[start] if start < end else 0
+
+
+class _SpanIndex:
+    """Matches sorted by start, to find those overlapping a span without looking at every one."""
+
+    def __init__(self, matches: List[RawMatch]) -> None:
+        self._matches = sorted(matches, key=lambda m: m.start)
+        self._starts = [m.start for m in self._matches]
+        self._longest = max((m.end - m.start for m in self._matches), default=0)
+
+    def overlapping(self, span: RawMatch) -> Iterator[RawMatch]:
+        """The matches that share a token with `span`."""
+        low = bisect_right(self._starts, span.start - self._longest)
+        high = bisect_left(self._starts, span.end)
+        for match in self._matches[low:high]:
+            if match.end > span.start:
+                yield match
+
+
+def _prefix_counts(flags: Iterable[bool]) -> List[int]:
+    counts = [0]
+    for flag in flags:
+        counts.append(counts[-1] + (1 if flag else 0))
+    return counts
+
+
+def _next_true(flags: Sequence[bool]) -> List[int]:
+    """Per position 0..n: the first index at or after it whose flag is set; n if none."""
+    n = len(flags)
+    following = [n] * (n + 1)
+    for index in range(n - 1, -1, -1):
+        following[index] = index if flags[index] else following[index + 1]
+    return following
 
 
 class RiskScreen:
@@ -160,7 +228,89 @@ class RiskScreen:
                 clause += 1
             elif (token.is_punct and token.form not in ("'", '"')) or (token.lemma in self._grammar.clause_breaks):
                 clause += 1
-        return _Parsed(tokens, sentence_of, clause_of)
+        n = len(tokens)
+        sentence_start, sentence_end = [0] * n, [n] * n
+        for index in range(n):
+            if index > 0 and sentence_of[index] == sentence_of[index - 1]:
+                sentence_start[index] = sentence_start[index - 1]
+            else:
+                sentence_start[index] = index
+        for index in range(n - 2, -1, -1):
+            sentence_end[index] = sentence_end[index + 1] if sentence_of[index] == sentence_of[index + 1] else index + 1
+        grammar = self._grammar
+        next_word = _next_true([not (self._is_opener(t) or t.is_punct) for t in tokens])
+        conditional = [t.lemma in grammar.conditionals for t in tokens]
+        parsed = _Parsed(
+            tokens,
+            sentence_of,
+            clause_of,
+            sentence_start,
+            sentence_end,
+            next_word,
+            scope_start=[],
+            next_hypothetical=[],
+            next_question_sign=[],
+            conditionals=_prefix_counts(conditional),
+            fact_markers=_prefix_counts(t.lemma in _FACT_MARKERS for t in tokens),
+            new_subjects=_prefix_counts(t.form in _NEW_SUBJECTS for t in tokens),
+            conjunctions=_prefix_counts(t.lemma in grammar.clause_breaks and not t.is_punct for t in tokens),
+            sentence_asks=[],
+        )
+        parsed.scope_start.extend(self._scope_starts(parsed))
+        parsed.next_hypothetical.extend(
+            _next_true(
+                [conditional[i] or self._phrase_at(parsed, i, self._hypothetical_phrases) for i in range(n)]
+            )
+        )
+        parsed.next_question_sign.extend(_next_true([self._signals_question(parsed, i) for i in range(n)]))
+        parsed.sentence_asks.extend(self._sentences_asking(parsed, sentence + 1))
+        return parsed
+
+    def _scope_starts(self, parsed: _Parsed) -> List[int]:
+        """`_scope_start` of every token, in one pass."""
+        tokens, n = parsed.tokens, len(parsed.tokens)
+        # A comma followed by a subject opens a new statement from that subject on.
+        opened_at: Dict[int, int] = {}
+        for comma, token in enumerate(tokens):
+            if token.form != ",":
+                continue
+            following = parsed.next_word[comma + 1]
+            if (
+                following < n
+                and tokens[following].lemma in self._grammar.subjects
+                and parsed.sentence_of[following] == parsed.sentence_of[comma]
+            ):
+                opened_at[following] = comma
+        starts: List[int] = []
+        latest_comma = -1
+        for index in range(n):
+            if index == parsed.sentence_start[index]:
+                latest_comma = -1
+            latest_comma = max(latest_comma, opened_at.get(index, -1))
+            starts.append(max(parsed.sentence_start[index], latest_comma + 1))
+        return starts
+
+    def _signals_question(self, parsed: _Parsed, index: int) -> bool:
+        """A question mark, or a comma before a question word ("if I..., who do I call")."""
+        token = parsed.tokens[index]
+        if token.is_question_mark:
+            return True
+        if token.form != ",":
+            return False
+        following = parsed.next_word[index + 1]
+        return following < len(parsed.tokens) and self._opens_question(parsed.tokens[following])
+
+    def _sentences_asking(self, parsed: _Parsed, sentences: int) -> List[bool]:
+        asks = [False] * sentences
+        for index, token in enumerate(parsed.tokens):
+            sentence = parsed.sentence_of[index]
+            if token.is_question_mark:
+                asks[sentence] = True
+            if index == parsed.sentence_start[index]:
+                first = self._first_word(parsed, index, parsed.sentence_end[index])
+                if first < parsed.sentence_end[index] and self._opens_question(parsed.tokens[first]):
+                    asks[sentence] = True
+        return asks
 
     # -- match checks -----------------------------------------------------------
 
@@ -189,15 +339,11 @@ class RiskScreen:
                 return True
         return False
 
-    def _sentence_start(self, parsed: _Parsed, index: int) -> int:
-        sentence = parsed.sentence_of[index]
-        while index > 0 and parsed.sentence_of[index - 1] == sentence:
-            index -= 1
-        return index
-
     def _first_word(self, parsed: _Parsed, start: int, end: int) -> int:
-        """Index of the first token in [start, end) that is not an opener like "so"."""
-        index = start
+        """Index of the first token in [start, end) that is not an opener like "so" or punctuation; else end."""
+        if parsed.next_word:
+            return min(parsed.next_word[start], end)
+        index = start  # while the index is being built
         while index < end and (self._is_opener(parsed.tokens[index]) or parsed.tokens[index].is_punct):
             index += 1
         return index
@@ -224,38 +370,22 @@ class RiskScreen:
         "If I don't get help, I'm going to hurt myself": after a comma, a new
         subject starts a main clause that the "if" no longer covers.
         """
-        start = self._sentence_start(parsed, index)
-        for position in range(start, index):
-            if parsed.tokens[position].form == ",":
-                following = self._first_word(parsed, position + 1, index + 1)
-                if following <= index and parsed.tokens[following].lemma in self._grammar.subjects:
-                    start = position + 1
-        return start
+        return parsed.scope_start[index]
 
     def _is_conditional_question(self, parsed: _Parsed, match: RawMatch) -> bool:
         """True for "If I feel like hurting myself, who do I call?": a question, not a threat."""
-        tokens = parsed.tokens
         scope_start = self._scope_start(parsed, match.start)
-        if not any(tokens[i].lemma in self._grammar.conditionals for i in range(scope_start, match.start)):
+        if not parsed.count(parsed.conditionals, scope_start, match.start):
             return False
         if self._states_a_fact(parsed, scope_start, match.end):
             return False
-        sentence = parsed.sentence_of[match.start]
-        index = match.end
-        while index < len(tokens) and parsed.sentence_of[index] == sentence:
-            if tokens[index].is_question_mark:
-                return True
-            if tokens[index].form == ",":
-                following = self._first_word(parsed, index + 1, len(tokens))
-                if following < len(tokens) and self._opens_question(tokens[following]):
-                    return True
-            index += 1
-        return False
+        # A question mark, or a comma before a question word, later in the sentence.
+        return parsed.next_question_sign[min(match.end, len(parsed.tokens))] < parsed.sentence_end[match.start]
 
     @staticmethod
     def _states_a_fact(parsed: _Parsed, start: int, end: int) -> bool:
         """True when the "if" reveals a real situation: "if I still live with him"."""
-        return any(parsed.tokens[i].lemma in _FACT_MARKERS for i in range(start, min(end, len(parsed.tokens))))
+        return parsed.count(parsed.fact_markers, start, end) > 0
 
     def _opens_question(self, token: Token) -> bool:
         grammar = self._grammar
@@ -267,11 +397,11 @@ class RiskScreen:
         """True inside an "if", a "what if", a modal question or after "might"."""
         tokens = parsed.tokens
         sentence_start = self._scope_start(parsed, match.start)
-        for index in range(sentence_start, match.start):
+        index = parsed.next_hypothetical[sentence_start]
+        if index < match.start:
             if tokens[index].lemma in self._grammar.conditionals:
                 return not self._states_a_fact(parsed, index, match.end)
-            if self._phrase_at(parsed, index, self._hypothetical_phrases):
-                return True
+            return True  # a hypothetical phrase starts there
         first = self._first_word(parsed, sentence_start, match.start + 1)
         if first <= match.start and self._is_open_modal(parsed, first) and self._modal_governs(parsed, first, match):
             return True
@@ -293,7 +423,7 @@ class RiskScreen:
         "Will the medicine make me feel like I'm dying?" is one question;
         "can you die from this I took 5 pills" is a question, then a statement.
         """
-        return not any(parsed.tokens[i].form in _NEW_SUBJECTS for i in range(modal + 2, match.start + 1))
+        return not parsed.count(parsed.new_subjects, modal + 2, match.start + 1)
 
     def _is_open_modal(self, parsed: _Parsed, index: int) -> bool:
         """A modal that is neither negated ("can't") nor followed by "be" ("might be")."""
@@ -305,21 +435,37 @@ class RiskScreen:
         after = parsed.tokens[following]
         return not (after.lemma in self._grammar.negators or after.lemma == "be")
 
-    def _is_distant_past(self, parsed: _Parsed, match: RawMatch, past: Sequence[RawMatch]) -> bool:
+    def _is_distant_past(self, parsed: _Parsed, match: RawMatch, past: "_PastMarkers") -> bool:
+        """A time in the past ("years ago") in the same statement as the match."""
         sentence = parsed.sentence_of[match.start]
+        markers = past.get(sentence)
+        if markers is None:
+            return False
+        ends, suffix_min_start, refers_back = markers
+        if refers_back:
+            return True
+        # A conjunction ("and", "but now") between them starts a new statement
+        # about another time; the nearest marker on each side decides.
+        before = bisect_right(ends, match.start) - 1
+        if before >= 0 and not parsed.count(parsed.conjunctions, ends[before], match.start):
+            return True
+        after = before + 1
+        return after < len(ends) and not parsed.count(parsed.conjunctions, match.end, suffix_min_start[after])
+
+    def _past_markers(self, parsed: _Parsed, past: Sequence[RawMatch]) -> "_PastMarkers":
+        """Per sentence: the markers' ends (sorted), the smallest start from each on, whether one refers back."""
+        by_sentence: Dict[int, List[RawMatch]] = {}
         for marker in past:
-            if parsed.sentence_of[marker.start] != sentence:
-                continue
-            low, high = (marker.end, match.start) if marker.end <= match.start else (match.end, marker.start)
-            if self._refers_back(parsed, marker.start):
-                return True
-            # A conjunction ("and", "but now") starts a new statement about another time.
-            if not any(
-                parsed.tokens[i].lemma in self._grammar.clause_breaks and not parsed.tokens[i].is_punct
-                for i in range(low, high)
-            ):
-                return True
-        return False
+            by_sentence.setdefault(parsed.sentence_of[marker.start], []).append(marker)
+        indexed: _PastMarkers = {}
+        for sentence, markers in by_sentence.items():
+            markers.sort(key=lambda m: m.end)
+            suffix_min_start = [m.start for m in markers]
+            for i in range(len(markers) - 2, -1, -1):
+                suffix_min_start[i] = min(suffix_min_start[i], suffix_min_start[i + 1])
+            refers_back = any(self._refers_back(parsed, m.start) for m in markers)
+            indexed[sentence] = ([m.end for m in markers], suffix_min_start, refers_back)
+        return indexed
 
     @staticmethod
     def _refers_back(parsed: _Parsed, index: int) -> bool:
@@ -353,8 +499,8 @@ class RiskScreen:
         self, parsed: _Parsed, matches: List[RawMatch]
     ) -> Iterator[Tuple[RawMatch, Rule, str, Optional[str]]]:
         """Every rule match with its verdict, and the escalator that applies."""
-        idioms = [m for m in matches if m.key in self._idioms]
-        past = [m for m in matches if m.key == DISTANT_PAST]
+        idioms = _SpanIndex([m for m in matches if m.key in self._idioms])
+        past = self._past_markers(parsed, [m for m in matches if m.key == DISTANT_PAST])
         signals = {
             m.key
             for m in matches
@@ -398,14 +544,14 @@ class RiskScreen:
         parsed: _Parsed,
         match: RawMatch,
         rule: Rule,
-        idioms: Sequence[RawMatch],
-        past: Sequence[RawMatch],
+        idioms: "_SpanIndex",
+        past: _PastMarkers,
     ) -> str:
         if match.anchored and not self._opens_clause(parsed, match.start):
             return "not at clause start"
         if rule.negatable and self._is_negated(parsed, match):
             return "negated"
-        if any(i.start < match.end and match.start < i.end and self._idioms[i.key].applies_to(rule) for i in idioms):
+        if any(self._idioms[i.key].applies_to(rule) for i in idioms.overlapping(match)):
             return "idiom"
         if rule.context is not Context.ALWAYS and self._is_distant_past(parsed, match, past):
             return "distant past"
@@ -419,15 +565,7 @@ class RiskScreen:
 
     def _in_question(self, parsed: _Parsed, index: int) -> bool:
         """True if the sentence holding token `index` asks something."""
-        sentence = parsed.sentence_of[index]
-        start = self._sentence_start(parsed, index)
-        end = start
-        while end < len(parsed.tokens) and parsed.sentence_of[end] == sentence:
-            if parsed.tokens[end].is_question_mark:
-                return True
-            end += 1
-        first = self._first_word(parsed, start, end)
-        return first < end and self._opens_question(parsed.tokens[first])
+        return parsed.sentence_asks[parsed.sentence_of[index]]
 
     def _opens_clause(self, parsed: _Parsed, index: int) -> bool:
         """True if only openers ("so", "just") or "do"/"can" before "not" precede it."""

@@ -8,8 +8,12 @@ Configured in endpoints.yml:
 Rasa publishes every new tracker event to it from inside the Rasa server. The
 decision and scrubbing happen in `publish` (pure Python, no I/O); the database
 write happens on a background thread, so a slow or unreachable database never
-delays a reply. If the database is down the questions are logged as dropped
-(count only, never their text) and the conversation goes on.
+delays a reply. At most MAX_PENDING questions wait for the writer: when the
+database is slower than the questions arrive, new ones are dropped (they are
+the least useful: an editor learns little from the thousandth question of a
+flood) and counted, and the count is logged at most once a minute. If the
+database is down the questions are logged as dropped (count only, never their
+text) and the conversation goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ MAX_BATCH = 100
 # time (the writer thread needs Python's lock to build each transaction).
 BATCH_WINDOW_SECONDS = 0.5
 CLOSE_TIMEOUT_SECONDS = 5.0
+DROPPED_LOG_INTERVAL_SECONDS = 60.0
 
 
 class QuestionSink(Protocol):
@@ -77,6 +82,8 @@ class UnansweredQuestionsBroker(EventBroker):
         self._writer: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._closed = False
+        self.dropped = 0
+        self._drops_logged_at: Optional[float] = None
 
     @classmethod
     async def from_endpoint_config(
@@ -114,7 +121,17 @@ class UnansweredQuestionsBroker(EventBroker):
         try:
             self._pending.put_nowait(question)
         except queue.Full:
-            logger.warning("Dropped an unanswered question: too many are waiting for the database.")
+            self._count_drop()
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if self._drops_logged_at is None or now - self._drops_logged_at >= DROPPED_LOG_INTERVAL_SECONDS:
+            self._drops_logged_at = now
+            logger.warning(
+                f"Dropped an unanswered question ({self.dropped} so far): more than "
+                f"{self._pending.maxsize} were waiting for the database."
+            )
 
     def is_ready(self) -> bool:
         """Always ready: the database is only needed by the background writer."""

@@ -27,7 +27,7 @@ from typing import FrozenSet, List, Optional, Set
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from bot.contact import contact_detail
+from bot.contact import contact_details
 
 EMAIL_PLACEHOLDER = "[EMAIL]"
 PHONE_PLACEHOLDER = "[PHONE]"
@@ -127,15 +127,14 @@ def has_words(text: str) -> bool:
 
 
 def _replace_contact_details(text: str) -> str:
-    # `contact_detail` finds the first email (else phone); replacing it exposes the next.
-    for _ in range(len(text)):
-        found = contact_detail(text)
-        if found is None:
-            break
-        method, value = found
-        text = text.replace(value, _CONTACT_PLACEHOLDERS[method], 1)
-    # "(555) 123-4567": the number pattern starts at the digit, leaving the bracket.
-    return text.replace("(" + PHONE_PLACEHOLDER, PHONE_PLACEHOLDER)
+    parts: List[str] = []
+    position = 0
+    for detail in contact_details(text):
+        parts.append(text[position : detail.start])
+        parts.append(_CONTACT_PLACEHOLDERS[detail.method])
+        position = detail.end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 def _is_placeholder(word: str) -> bool:
