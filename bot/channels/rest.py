@@ -23,7 +23,8 @@ from bot.channels.conversation_ids import RESERVED_PREFIXES, is_reserved
 from bot.channels.metadata import metadata_problem
 from bot.channels.text import MAX_MESSAGE_CHARS, clean_user_text
 
-MAX_SENDER_CHARS = 256
+# Fits the escalation record's conversation id column (255 characters).
+MAX_SENDER_CHARS = 255
 # The longest message, every character JSON-escaped as a surrogate pair, plus metadata.
 MAX_BODY_BYTES = 256 * 1024
 
