@@ -8,17 +8,27 @@ and writes the result for `rasa run --credentials`. Values are never
 substituted here: the written file still holds `${VAR}` references and Rasa
 expands them from its own environment when it loads the file, so no secret
 is ever written to disk.
+
+A channel can also need more than its variables to be safe to switch on:
+`REFUSALS` holds those rules (today: Telegram without a secret token, which
+would let anyone write into any Telegram chat's conversation). A refused
+channel stays off and the reason is logged at every start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, List, Mapping
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import yaml
+
+logger = logging.getLogger(__name__)
+
+TELEGRAM_CHANNEL = "bot.channels.messaging.telegram.VerifiedTelegramInput"
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-)?\}")
 
@@ -30,6 +40,11 @@ class ChannelOff(Exception):
 def is_set(env: Mapping[str, str], name: str) -> bool:
     """A variable counts as set when it holds more than whitespace."""
     return bool(env.get(name, "").strip())
+
+
+def is_true(value: Any) -> bool:
+    """A yes/no setting (a variable or a credentials.yml value): true, yes, on or 1, in any case."""
+    return str(value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _activate_text(value: str, env: Mapping[str, str]) -> str:
@@ -61,6 +76,27 @@ def _activate(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
+def telegram_refusal(env: Mapping[str, str]) -> Optional[str]:
+    """Telegram does not sign updates: without a secret token the webhook would take updates from anyone."""
+    if is_set(env, "TELEGRAM_SECRET_TOKEN"):
+        return None
+    if is_true(env.get("TELEGRAM_ALLOW_UNVERIFIED")):
+        logger.warning(
+            "TELEGRAM_ALLOW_UNVERIFIED is true: the Telegram channel is on WITHOUT a secret token. Anyone who "
+            "finds the webhook URL can write into any Telegram chat's conversation. Set TELEGRAM_SECRET_TOKEN."
+        )
+        return None
+    return (
+        "TELEGRAM_SECRET_TOKEN is unset, so nothing would prove that updates come from Telegram. "
+        "Set it (1-256 characters of A-Z, a-z, 0-9, _ and -), "
+        "or set TELEGRAM_ALLOW_UNVERIFIED=true to accept that risk."
+    )
+
+
+# Channel (as named in credentials.yml) -> why it must stay off with this environment, or None.
+REFUSALS: Dict[str, Callable[[Mapping[str, str]], Optional[str]]] = {TELEGRAM_CHANNEL: telegram_refusal}
+
+
 def active_credentials(template: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     """The channel sections of `template` that can start with `env`, in their original order."""
     active: dict[str, Any] = {}
@@ -68,6 +104,11 @@ def active_credentials(template: Mapping[str, Any], env: Mapping[str, str]) -> d
         try:
             activated = _activate(section, env)
         except ChannelOff:
+            continue
+        refusal = REFUSALS.get(channel)
+        reason = refusal(env) if refusal else None
+        if reason:
+            logger.error("The %s channel stays off: %s", channel.rsplit(".", 1)[-1], reason)
             continue
         active[channel] = None if activated is _DROP else activated
     return active

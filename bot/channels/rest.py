@@ -1,4 +1,11 @@
-"""The REST channel with input validation: bad requests get a clear 400, never a 500."""
+"""The REST channel with input validation: bad requests get a clear 400, never a 500.
+
+A REST conversation is keyed by exactly the `sender` its caller gives, so
+existing API clients keep their conversation ids. Senders that start with
+another channel's prefix ("telegram:", "twilio:", "web:", ... see
+bot/channels/conversation_ids.py) are refused: those conversations belong to
+people on that channel.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +19,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse, ResponseStream
 
+from bot.channels.conversation_ids import RESERVED_PREFIXES, is_reserved
+from bot.channels.metadata import metadata_problem
 from bot.channels.text import MAX_MESSAGE_CHARS, clean_user_text
 
-MAX_SENDER_CHARS = 256
+# Fits the escalation record's conversation id column (255 characters).
+MAX_SENDER_CHARS = 255
+# The longest message, every character JSON-escaped as a surrogate pair, plus metadata.
+MAX_BODY_BYTES = 256 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +37,11 @@ class InvalidRestRequest(ValueError):
 
 def parse_rest_request(body: bytes) -> Dict[str, Any]:
     """Validates a webhook body: a JSON object with a string `message`."""
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRestRequest(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
     try:
         document = json.loads(body.decode("utf-8") if body else "")
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise InvalidRestRequest("The request body must be a JSON object.") from error
     if not isinstance(document, dict):
         raise InvalidRestRequest("The request body must be a JSON object.")
@@ -43,9 +57,17 @@ def parse_rest_request(body: bytes) -> Dict[str, Any]:
         raise InvalidRestRequest(
             f'"sender" is required: a conversation id of at most {MAX_SENDER_CHARS} characters.'
         )
+    if is_reserved(sender):
+        raise InvalidRestRequest(
+            '"sender" must not start with ' + ", ".join(f'"{p}"' for p in RESERVED_PREFIXES)
+            + ": those conversation ids belong to other channels."
+        )
     metadata = document.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidRestRequest('"metadata" must be a JSON object.')
+    problem = metadata_problem(metadata) if metadata else None
+    if problem:
+        raise InvalidRestRequest(f'"metadata" {problem}.')
     return {"message": clean_user_text(message), "sender": sender, "metadata": metadata}
 
 

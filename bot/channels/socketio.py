@@ -8,8 +8,13 @@ Three changes to Rasa 3.6's `SocketIOInput`:
   python-socketio 5 (rasa#13027), so with `session_persistence: true` replies
   never arrive. Here the room is joined, a reconnecting page keeps its
   conversation, and a socket can only speak for the session it was confirmed.
-- Bad messages (not an object, no text, too long, malformed metadata) are
-  refused with a `chat_error` event instead of raising inside the server.
+- Bad messages (not an object, no text, too long, malformed metadata or
+  metadata over bot/channels/metadata.py's limits) are refused with a
+  `chat_error` event instead of raising inside the server.
+
+Conversations are stored as `web:<session id>` (bot/channels/conversation_ids.py),
+so no other channel can reach them; replies go to the room named by the bare
+session id.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
+from bot.channels.conversation_ids import WEB_WIDGET, ChannelRecipientOutput
+from bot.channels.metadata import metadata_problem
 from bot.channels.text import MAX_MESSAGE_CHARS, clean_user_text
 
 logger = logging.getLogger(__name__)
@@ -80,6 +87,9 @@ def parse_socket_message(data: Any, metadata_key: str = "metadata") -> Tuple[str
         metadata = {}
     if not isinstance(metadata, dict):
         raise not_an_object
+    problem = metadata_problem(metadata) if metadata else None
+    if problem:
+        raise InvalidSocketMessage("metadata_too_large", f"`{metadata_key}` {problem}.")
     return clean_user_text(message), metadata
 
 
@@ -88,8 +98,10 @@ def is_session_id(value: Any) -> bool:
     return isinstance(value, str) and SESSION_ID_PATTERN.fullmatch(value) is not None
 
 
-class NamespacedSocketIOOutput(SocketIOOutput):
-    """Rasa's Socket.IO output that also sends to a custom namespace."""
+class NamespacedSocketIOOutput(ChannelRecipientOutput, SocketIOOutput):
+    """Rasa's Socket.IO output that also sends to a custom namespace, to the room of the bare session id."""
+
+    conversation_ids = WEB_WIDGET
 
     def __init__(self, sio: AsyncServer, bot_message_evt: Text, namespace: Optional[Text] = None) -> None:
         super().__init__(sio, bot_message_evt)
@@ -240,7 +252,9 @@ class HardenedSocketIOInput(SocketIOInput):
             else:
                 sender_id = sid
             output = NamespacedSocketIOOutput(sio, self.bot_message_evt, namespace)
-            message = UserMessage(text, output, sender_id, input_channel=self.name(), metadata=metadata)
+            message = UserMessage(
+                text, output, WEB_WIDGET.conversation_id(sender_id), input_channel=self.name(), metadata=metadata
+            )
             try:
                 await on_new_message(message)
             except Exception as error:  # noqa: BLE001  # the socket stays usable

@@ -12,7 +12,14 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 from sanic import Sanic
 
-from bot.channels.rest import MAX_SENDER_CHARS, InvalidRestRequest, ValidatingRestInput, parse_rest_request
+from bot.channels.metadata import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, metadata_depth
+from bot.channels.rest import (
+    MAX_BODY_BYTES,
+    MAX_SENDER_CHARS,
+    InvalidRestRequest,
+    ValidatingRestInput,
+    parse_rest_request,
+)
 from bot.channels.text import MAX_MESSAGE_CHARS, clean_user_text
 
 
@@ -101,6 +108,79 @@ def test_valid_requests(body: bytes, expected: dict):
 )
 def test_invalid_requests(body: bytes, error: str):
     with pytest.raises(InvalidRestRequest, match=error):
+        parse_rest_request(body)
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "telegram:123",
+        "twilio:+15551234567",
+        "whatsapp:+15551234567",
+        "slack:U1",
+        "facebook:1",
+        "web:" + "a" * 32,
+        "TELEGRAM:123",
+        " web:x",
+    ],
+)
+def test_senders_of_other_channels_are_refused(sender: str):
+    with pytest.raises(InvalidRestRequest, match="belong to other channels"):
+        parse_rest_request(_body({"message": "/restart", "sender": sender}))
+
+
+@pytest.mark.parametrize("sender", ["123", "+15551234567", "U1", "demo-1", "api:client-7"])
+def test_other_senders_are_kept_exactly(sender: str):
+    assert parse_rest_request(_body({"message": "hi", "sender": sender}))["sender"] == sender
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"level": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    "metadata, accepted",
+    [
+        pytest.param({}, True, id="empty"),
+        pytest.param({"page": "/faq", "region": "UK"}, True, id="flat"),
+        pytest.param(_nested(MAX_METADATA_DEPTH), True, id="deepest allowed"),
+        pytest.param({"list": [[1]]}, True, id="lists count as levels, within"),
+        pytest.param(_nested(MAX_METADATA_DEPTH + 1), False, id="too deep"),
+        pytest.param({"list": [[[1]]]}, False, id="lists count as levels, beyond"),
+        pytest.param({"k": "x" * (MAX_METADATA_BYTES - 10)}, True, id="largest allowed"),
+        pytest.param({"k": "x" * MAX_METADATA_BYTES}, False, id="too large"),
+        pytest.param({"k": "é" * (MAX_METADATA_BYTES // 2)}, False, id="too large in UTF-8 bytes"),
+    ],
+)
+def test_metadata_limits(metadata: dict, accepted: bool):
+    body = _body({"message": "hi", "sender": "u", "metadata": metadata})
+    if accepted:
+        assert parse_rest_request(body)["metadata"] == metadata
+    else:
+        with pytest.raises(InvalidRestRequest, match=f"{MAX_METADATA_DEPTH} levels|{MAX_METADATA_BYTES} bytes"):
+            parse_rest_request(body)
+
+
+def test_metadata_depth():
+    assert [metadata_depth(v) for v in (1, {}, {"a": 1}, {"a": [1]}, [[[]]], _nested(50))] == [0, 1, 1, 2, 3, 50]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deeply nested JSON"),
+        pytest.param(
+            b'{"message": "hi", "sender": "u", "metadata": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001,
+            id="deeply nested metadata",
+        ),
+        pytest.param(_body({"message": "x", "sender": "u", "pad": "p" * MAX_BODY_BYTES}), id="body too large"),
+    ],
+)
+def test_hostile_bodies_are_refused(body: bytes):
+    with pytest.raises(InvalidRestRequest):
         parse_rest_request(body)
 
 
@@ -236,6 +316,26 @@ def test_webhook_rejects_bad_requests_with_400_and_no_echo(body: bytes):
     assert status == 400
     assert set(reply) == {"error"}
     assert "secret words" not in json.dumps(reply)
+    assert webhook.received == []
+
+
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        pytest.param(_body({"message": "hi", "sender": "telegram:123"}), "belong to other channels", id="prefix"),
+        pytest.param(_body({"message": "hi", "sender": "u", "metadata": _nested(9)}), "levels deep", id="deep"),
+        pytest.param(
+            _body({"message": "hi", "sender": "u", "metadata": {"k": "x" * 4000}}), "bytes as JSON", id="large"
+        ),
+    ],
+)
+def test_webhook_names_the_rule_a_request_breaks(body: bytes, error: str):
+    webhook = _Webhook()
+
+    status, reply = webhook.post(body)
+
+    assert status == 400
+    assert error in reply["error"]
     assert webhook.received == []
 
 

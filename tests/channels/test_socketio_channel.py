@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 import uuid
 from typing import Any, Dict, Iterator, List, Optional
@@ -61,6 +62,11 @@ def chat_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Superviso
         # The project's credentials.yml, with the channels whose secrets are unset left off.
         assert SOCKET_CHANNEL in yaml.safe_load((workdir / "credentials.active.yml").read_text(encoding="utf-8"))
         yield supervisor
+
+
+def web(session_id: str) -> str:
+    """The conversation id of a widget session: the channel's prefix and the session id."""
+    return f"web:{session_id}"
 
 
 def tracker(sender: str) -> Dict[str, Any]:
@@ -168,6 +174,13 @@ def bot_texts_of_last_turn(sender: str) -> List[str]:
         pytest.param({"message": "hi", "metadata": [1]}, "invalid_metadata", id="metadata list"),
         pytest.param({"message": "hi", "metadata": "{not json"}, "invalid_metadata", id="metadata bad json"),
         pytest.param({"message": "hi", "metadata": "[1, 2]"}, "invalid_metadata", id="metadata json list"),
+        pytest.param({"message": "hi", "metadata": {"k": "x" * 3000}}, "metadata_too_large", id="metadata too large"),
+        pytest.param(
+            {"message": "hi", "metadata": {"a": {"b": {"c": {"d": 1}}}}}, "metadata_too_large", id="metadata too deep"
+        ),
+        pytest.param(
+            {"message": "hi", "metadata": json.dumps({"k": "x" * 3000})}, "metadata_too_large", id="metadata json large"
+        ),
     ],
 )
 def test_bad_messages_are_refused(data: Any, code: str) -> None:
@@ -264,13 +277,13 @@ def test_allowed_origin_connects_and_gets_an_answer(chat_servers: Supervisor) ->
             replies = await client.replies_until_buttons()
         finally:
             await client.close()
-        events = tracker(session_id)["events"]
+        events = tracker(web(session_id))["events"]
         assert [e["text"] for e in events if e["event"] == "user"] == ["what is mdma-assisted therapy?"]
         assert [e["input_channel"] for e in events if e["event"] == "user"] == ["socketio"]
         answered = [e["metadata"].get("utter_action") for e in events if e["event"] == "bot"]
         assert "utter_faq/what_is_mdma_assisted_therapy" in answered
         # Rasa's output sends each paragraph of a response as its own message.
-        turn = "\n\n".join(bot_texts_of_last_turn(session_id))
+        turn = "\n\n".join(bot_texts_of_last_turn(web(session_id)))
         assert all(reply["text"] and reply["text"] in turn for reply in replies)
         assert all(button["payload"].startswith("/") for button in replies[-1]["quick_replies"])
         return session_id
@@ -359,8 +372,8 @@ def test_connections_with_the_same_session_id_share_the_conversation(chat_server
         return session_id, other_session
 
     session_id, other_session = asyncio.run(scenario())
-    assert user_texts(session_id) == ["what is mdma-assisted therapy?", "/faq/legal_status"]
-    assert user_texts(other_session) == []
+    assert user_texts(web(session_id)) == ["what is mdma-assisted therapy?", "/faq/legal_status"]
+    assert user_texts(web(other_session)) == []
 
 
 def test_a_session_id_the_channel_did_not_issue_is_replaced(chat_servers: Supervisor) -> None:
@@ -385,6 +398,7 @@ def test_a_session_id_the_channel_did_not_issue_is_replaced(chat_servers: Superv
         pytest.param({"message": "y" * (MAX_MESSAGE_CHARS + 1)}, "message_too_long", id="too long"),
         pytest.param({"message": "   "}, "empty_message", id="blank"),
         pytest.param({"message": "hi", "metadata": "{oops"}, "invalid_metadata", id="bad metadata"),
+        pytest.param({"message": "hi", "metadata": {"k": "x" * 3000}}, "metadata_too_large", id="large metadata"),
     ],
 )
 def test_bad_payloads_are_refused_and_the_server_still_answers(
@@ -404,7 +418,7 @@ def test_bad_payloads_are_refused_and_the_server_still_answers(
             await client.close()
         return session_id
 
-    assert user_texts(asyncio.run(scenario())) == ["/faq/legal_status"]
+    assert user_texts(web(asyncio.run(scenario()))) == ["/faq/legal_status"]
 
 
 def test_a_socket_cannot_speak_for_another_session(chat_servers: Supervisor) -> None:
@@ -423,7 +437,7 @@ def test_a_socket_cannot_speak_for_another_session(chat_servers: Supervisor) -> 
             await intruder.close()
         return owners_session
 
-    assert user_texts(asyncio.run(scenario())) == []
+    assert user_texts(web(asyncio.run(scenario()))) == []
 
 
 def test_a_message_before_the_session_is_confirmed_is_refused(chat_servers: Supervisor) -> None:
@@ -456,5 +470,46 @@ def test_an_oversized_packet_drops_only_that_connection(chat_servers: Supervisor
         return flooded_session, session_id
 
     flooded_session, session_id = asyncio.run(scenario())
-    assert user_texts(flooded_session) == []
-    assert user_texts(session_id) == ["/faq/legal_status"]
+    assert user_texts(web(flooded_session)) == []
+    assert user_texts(web(session_id)) == ["/faq/legal_status"]
+
+
+def rest(sender: str, message: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{RASA_PORT}/webhooks/rest/webhook",
+        data=json.dumps({"sender": sender, "message": message}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=REPLY_WAIT_SECONDS) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_rest_channel_cannot_reach_a_widget_conversation(chat_servers: Supervisor) -> None:
+    async def scenario() -> tuple[str, List[Dict[str, Any]]]:
+        client = await ChatClient.connect()
+        try:
+            session_id = await client.start_session()
+            await client.say("/faq/legal_status", session_id)
+            await client.replies_until_buttons()
+            for sender in (web(session_id), web(session_id).upper()):
+                status, answer = rest(sender, "/restart")
+                assert status == 400 and "belong to other channels" in answer["error"]
+            # The bare session id is an unrelated REST conversation; nothing of it reaches the widget.
+            status, answer = rest(session_id, "/faq/availability")
+            assert status == 200 and answer
+            await client.say("/faq/what_is_ptsd", session_id)
+            replies = await client.replies_until_buttons()
+            assert client.errors.empty()
+        finally:
+            await client.close()
+        return session_id, replies
+
+    session_id, replies = asyncio.run(scenario())
+    assert user_texts(web(session_id)) == ["/faq/legal_status", "/faq/what_is_ptsd"]
+    assert user_texts(session_id) == ["/faq/availability"]
+    turn = "\n\n".join(bot_texts_of_last_turn(web(session_id)))
+    assert all(reply["text"] and reply["text"] in turn for reply in replies)

@@ -29,18 +29,25 @@ def twilio_signature_is_valid(auth_token: str, url: str, params: Any, signature:
     return bool(RequestValidator(auth_token).validate(url, params, signature))
 
 
-_META_HEADERS = (("X-Hub-Signature-256", "sha256", hashlib.sha256), ("X-Hub-Signature", "sha1", hashlib.sha1))
+def meta_signature_is_valid(app_secret: str, body: bytes, headers: Any, allow_sha1: bool = False) -> bool:
+    """X-Hub-Signature-256 is the app secret's HMAC-SHA256 of the body.
 
-
-def meta_signature_is_valid(app_secret: str, body: bytes, headers: Any) -> bool:
-    """X-Hub-Signature-256 (or, only when it is absent, X-Hub-Signature) is the app secret's HMAC of the body.
-
-    The algorithm comes from the header name, never from the header value, so
-    a sender cannot pick a weaker one.
+    X-Hub-Signature (HMAC-SHA1) counts only when X-Hub-Signature-256 is
+    absent (not merely empty) and `allow_sha1` is set. The algorithm comes
+    from the header name, never from the header value, so a sender cannot
+    pick a weaker one.
     """
-    for header, prefix, digest in _META_HEADERS:
-        received = headers.get(header)
-        if received:
-            expected = f"{prefix}=" + hmac.new(app_secret.encode("utf-8"), body, digest).hexdigest()
-            return hmac.compare_digest(expected.encode("utf-8"), received.strip().lower().encode("utf-8"))
+    sha256 = headers.get("X-Hub-Signature-256")
+    if sha256 is not None:
+        return _hmac_matches(app_secret, body, sha256, "sha256", hashlib.sha256)
+    sha1 = headers.get("X-Hub-Signature")
+    if allow_sha1 and sha1 is not None:
+        return _hmac_matches(app_secret, body, sha1, "sha1", hashlib.sha1)
     return False
+
+
+def _hmac_matches(app_secret: str, body: bytes, received: str, prefix: str, digest: Any) -> bool:
+    if not received:
+        return False
+    expected = f"{prefix}=" + hmac.new(app_secret.encode("utf-8"), body, digest).hexdigest()
+    return hmac.compare_digest(expected.encode("utf-8"), received.strip().lower().encode("utf-8"))

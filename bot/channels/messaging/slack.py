@@ -1,10 +1,17 @@
-"""Slack: Rasa's connector with signatures refused with a 403 and a configurable API URL."""
+"""Slack: Rasa's connector with signatures refused with a 403, replays dropped and a configurable API URL.
+
+Conversations are stored as `slack:<user id>` (bot/channels/conversation_ids.py;
+`slack:<user>_<channel>` with Rasa's `conversation_granularity: channel`).
+An event Slack delivers again (same event_id) is answered but processed once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, Optional, Text, Tuple
+from urllib.parse import parse_qs
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from rasa.core.channels.slack import SlackBot, SlackInput
@@ -13,13 +20,28 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.channels.conversation_ids import SLACK, ChannelRecipientOutput
+from bot.channels.messaging.replays import SeenIds
 from bot.channels.text import clean_user_text
 
 logger = logging.getLogger(__name__)
 
 
-class SlackApiBot(SlackBot):
+def _text_or_none(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) and value else None
+
+
+async def _handle_quietly(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
+    try:
+        await on_new_message(message)
+    except Exception:  # noqa: BLE001  # a background task: nobody else would see the error
+        logger.exception("Failed to handle a Slack message (text not logged).")
+
+
+class SlackApiBot(ChannelRecipientOutput, SlackBot):
     """Rasa's Slack output, posting to a configurable Web API base URL."""
+
+    conversation_ids = SLACK
 
     def __init__(
         self,
@@ -42,7 +64,9 @@ class VerifiedSlackInput(SlackInput):
     timestamps more than five minutes away refused against replays), but it
     answers 400 and runs after the body is parsed. Here it runs first and a
     failure is a 403. Slack's URL verification gets the `{"challenge": ...}`
-    answer Slack expects.
+    answer Slack expects. Bodies Rasa's channel would answer with a 500
+    (a JSON array, a form without `payload`, fields of the wrong type) get a
+    400; events that are not a person's message a 200 and nothing else.
     """
 
     @classmethod
@@ -72,37 +96,107 @@ class VerifiedSlackInput(SlackInput):
     def __init__(self, *args: Any, api_base_url: Optional[Text] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.api_base_url = api_base_url
+        self.seen_events = SeenIds()
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        """Rasa's routes, behind the signature check."""
+        """The health and webhook routes: the signature is checked before anything else."""
+        webhook = Blueprint("slack_verified_webhook", __name__)
 
-        async def handle_cleaned(message: UserMessage) -> None:
-            message.text = clean_user_text(message.text) if message.text else message.text
-            await on_new_message(message)
+        @webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
 
-        webhook = super().blueprint(handle_cleaned)
-
-        # A plain function: Sanic 21.12's lazy blueprint decorators mis-handle bound methods.
-        @webhook.middleware("request")
-        async def refuse_unsigned(request: Request) -> Optional[HTTPResponse]:
-            return await self._refuse_unsigned(request)
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            return await self._receive(request, on_new_message)
 
         return webhook
 
-    async def _refuse_unsigned(self, request: Request) -> Optional[HTTPResponse]:
-        if not request.path.rstrip("/").endswith("/webhook"):
-            return None
+    async def _receive(
+        self, request: Request, on_new_message: Callable[[UserMessage], Awaitable[Any]]
+    ) -> HTTPResponse:
         if not self.is_request_from_slack_authentic(request):
             logger.warning("Refused a Slack request without a valid, recent X-Slack-Signature.")
             return response.text("Invalid signature.", status=403)
-        if request.headers.get("content-type") == "application/json":
-            try:
+        content_type = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        try:
+            if content_type == "application/json":
                 document = json.loads(request.body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                return response.text("The request body must be JSON.", status=400)
-            if isinstance(document, dict) and document.get("type") == "url_verification":
-                return response.json({"challenge": document.get("challenge", "")})
-        return None
+                if not isinstance(document, dict):
+                    raise ValueError("not an object")
+                if document.get("type") == "url_verification":
+                    return response.json({"challenge": document.get("challenge", "")})
+                if not self.seen_events.first_time(_text_or_none(document.get("event_id"))):
+                    logger.info("Dropped a Slack event delivered again (same event_id).")
+                    return response.text("")
+                found = self._event_message(document)
+            elif content_type == "application/x-www-form-urlencoded":
+                found = self._interaction_message(request)
+            else:
+                return response.text("Expected a JSON or form-encoded body.", status=415)
+        except (UnicodeDecodeError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError):
+            # ValueError covers json.JSONDecodeError; the others, fields of an unexpected type.
+            return response.text("Not a Slack event or interaction this channel understands.", status=400)
+        if found is None:
+            return response.text("")
+        text, user, metadata = found
+        sender_id = SLACK.conversation_id(
+            self._get_conversation_id(user, metadata.get("out_channel"), metadata.get("thread_id"))
+        )
+        thread_id = metadata.get("thread_id") if self.use_threads else None
+        message = UserMessage(
+            clean_user_text(text),
+            self.get_output_channel(metadata.get("out_channel"), thread_id),
+            sender_id,
+            input_channel=self.name(),
+            metadata=metadata,
+        )
+        # Slack wants an answer within 3 seconds: the message is handled after answering.
+        task = asyncio.create_task(_handle_quietly(on_new_message, message))
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+        return response.text("")
+
+    def _event_message(self, document: Dict[str, Any]) -> Optional[Tuple[str, str, Dict[str, Any]]]:
+        """The text, user and metadata of an Events API message from a person, or None for other events."""
+        event = document.get("event")
+        if not isinstance(event, dict):
+            return None
+        users = document.get("authed_users")
+        if not isinstance(users, list):
+            authorizations = document.get("authorizations")
+            first = authorizations[0] if isinstance(authorizations, list) and authorizations else {}
+            users = [first["user_id"]] if isinstance(first, dict) and first.get("user_id") else []
+        metadata = {
+            "out_channel": _text_or_none(event.get("channel")),
+            "thread_id": _text_or_none(event.get("thread_ts", event.get("ts"))),
+            "users": [str(user) for user in users],
+        }
+        user, text = event.get("user"), event.get("text")
+        if not self._is_user_message(document) or not isinstance(text, str) or not isinstance(user, str) or not user:
+            return None
+        if not self._is_supported_channel(document, metadata):
+            logger.info("Ignored a Slack message in a channel this assistant does not answer in.")
+            return None
+        return self._sanitize_user_message(text, metadata["users"]), user, metadata
+
+    def _interaction_message(self, request: Request) -> Optional[Tuple[str, str, Dict[str, Any]]]:
+        """The chosen value, user and metadata of a button press or menu choice, or None for other interactions."""
+        form = parse_qs(request.body.decode("utf-8"), keep_blank_values=True)
+        payload = json.loads(form["payload"][0])
+        if not isinstance(payload, dict) or not self._is_interactive_message(payload):
+            return None
+        text = self._get_interactive_response(payload["actions"][0])
+        user = payload["user"]["id"]
+        if not isinstance(text, str) or not isinstance(user, str) or not user:
+            return None
+        message = payload.get("message") or {}
+        metadata = {
+            "out_channel": _text_or_none((payload.get("channel") or {}).get("id")),
+            "thread_id": _text_or_none(message.get("thread_ts", message.get("ts"))),
+            "users": [user],
+        }
+        return text, user, metadata
 
     def get_output_channel(self, channel: Optional[Text] = None, thread_id: Optional[Text] = None) -> OutputChannel:
         """Replies in the conversation's channel (and thread, with use_threads)."""

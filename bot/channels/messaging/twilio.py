@@ -1,4 +1,9 @@
-"""Twilio SMS and WhatsApp: signed webhooks, numbered choices for buttons, non-blocking sends."""
+"""Twilio SMS and WhatsApp: signed webhooks, numbered choices for buttons, non-blocking sends.
+
+Conversations are stored as `twilio:+1555...` (SMS) and `whatsapp:+1555...`
+(bot/channels/conversation_ids.py). A message Twilio sends again with the same
+MessageSid is answered but processed once (bot/channels/messaging/replays.py).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ from sanic.response import HTTPResponse
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 
+from bot.channels.conversation_ids import TWILIO_SMS, TWILIO_WHATSAPP, ChannelRecipientOutput, ConversationIds
 from bot.channels.messaging.choices import numbered_choices, resolve_numbered_reply, tracker_store_of
+from bot.channels.messaging.replays import SeenIds
 from bot.channels.messaging.signatures import twilio_signature_is_valid
 from bot.channels.text import clean_user_text
 
@@ -64,8 +71,12 @@ def form_parameters(request: Request) -> RequestParameters:
         return RequestParameters()
 
 
-class NumberedChoicesTwilioOutput(TwilioOutput):
-    """Rasa's Twilio output, sending through Twilio's async client, with buttons as numbered choices."""
+class NumberedChoicesTwilioOutput(ChannelRecipientOutput, TwilioOutput):
+    """Rasa's Twilio output, sending through Twilio's async client, with buttons as numbered choices.
+
+    Replies go to the phone number of the conversation, written as Twilio
+    addresses it (`whatsapp:+1555...` on WhatsApp).
+    """
 
     @classmethod
     def name(cls) -> Text:
@@ -78,11 +89,21 @@ class NumberedChoicesTwilioOutput(TwilioOutput):
         auth_token: Optional[Text],
         twilio_number: Optional[Text],
         api_base_url: Optional[Text] = None,
+        conversation_ids: ConversationIds = TWILIO_SMS,
+        address_scheme: Text = "",
     ) -> None:
         super().__init__(account_sid, auth_token, twilio_number)
         # One short-lived aiohttp session per request: nothing to close afterwards.
         self.http_client = AsyncTwilioHttpClient(pool_connections=False, timeout=30)
         self.api_base_url = api_base_url
+        self.conversation_ids = conversation_ids
+        self.address_scheme = address_scheme
+
+    def twilio_address(self, recipient_id: Text) -> Text:
+        """The recipient as Twilio addresses it: the number, after `whatsapp:` on WhatsApp."""
+        if not self.address_scheme or recipient_id.startswith(self.address_scheme):
+            return recipient_id
+        return self.address_scheme + recipient_id
 
     def get_hostname(self, uri: str) -> str:
         """Twilio's URL, moved to `api_base_url` when one is configured."""
@@ -104,8 +125,9 @@ class NumberedChoicesTwilioOutput(TwilioOutput):
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         """Sends the text as one message, or as few as Twilio's length limit allows."""
+        to = self.twilio_address(recipient_id)
         for body in message_bodies(text):
-            await self._send_message({"to": recipient_id, "from_": self.twilio_number, "body": body})
+            await self._send_message({"to": to, "from_": self.twilio_number, "body": body})
 
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any
@@ -123,6 +145,10 @@ class VerifiedTwilioInput(TwilioInput):
     one, so the URL to check against is configured (`webhook_url`, exactly as
     entered in the Twilio console).
     """
+
+    conversation_ids: ConversationIds = TWILIO_SMS
+    # How Twilio writes this channel's phone numbers in From and To.
+    address_scheme: Text = ""
 
     @classmethod
     def name(cls) -> Text:
@@ -158,6 +184,12 @@ class VerifiedTwilioInput(TwilioInput):
         super().__init__(account_sid, auth_token, twilio_number, debug_mode=False)
         self.webhook_url = webhook_url
         self.api_base_url = api_base_url
+        self.seen_messages = SeenIds()
+
+    def conversation_id(self, address: Text) -> Text:
+        """`twilio:+1555...` for an SMS sender, `whatsapp:+1555...` for `whatsapp:+1555...`."""
+        number = address[len(self.address_scheme) :] if address.startswith(self.address_scheme) else address
+        return self.conversation_ids.conversation_id(number)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """The health and webhook routes."""
@@ -178,13 +210,17 @@ class VerifiedTwilioInput(TwilioInput):
             text = form.get("Body")
             if not sender or text is None:
                 return response.text("", status=204)
+            if not self.seen_messages.first_time(form.get("MessageSid")):
+                logger.info("Dropped a %s message Twilio sent again (same MessageSid).", self.name())
+                return response.text("", status=204)
+            conversation_id = self.conversation_id(sender)
             # Some carriers turn @ into ¡ in SMS.
             text = clean_user_text(text).replace("¡", "@")
-            text = await resolve_numbered_reply(tracker_store_of(request), sender, text)
+            text = await resolve_numbered_reply(tracker_store_of(request), conversation_id, text)
             user_message = UserMessage(
                 text,
                 self.get_output_channel(),
-                sender,
+                conversation_id,
                 input_channel=self.name(),
                 metadata=self.get_metadata(request),
             )
@@ -198,7 +234,14 @@ class VerifiedTwilioInput(TwilioInput):
 
     def get_output_channel(self) -> OutputChannel:
         """Replies through Twilio from the configured number."""
-        return NumberedChoicesTwilioOutput(self.account_sid, self.auth_token, self.twilio_number, self.api_base_url)
+        return NumberedChoicesTwilioOutput(
+            self.account_sid,
+            self.auth_token,
+            self.twilio_number,
+            self.api_base_url,
+            conversation_ids=self.conversation_ids,
+            address_scheme=self.address_scheme,
+        )
 
 
 class VerifiedTwilioWhatsAppInput(VerifiedTwilioInput):
@@ -207,6 +250,9 @@ class VerifiedTwilioWhatsAppInput(VerifiedTwilioInput):
     Senders arrive as `whatsapp:+<number>`; replies go from the configured
     WhatsApp sender, written with or without the `whatsapp:` prefix.
     """
+
+    conversation_ids = TWILIO_WHATSAPP
+    address_scheme = "whatsapp:"
 
     @classmethod
     def name(cls) -> Text:

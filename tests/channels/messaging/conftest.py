@@ -22,7 +22,7 @@ from .fake_platform import FakePlatform
 RASA_PORT = free_port()
 ACTION_PORT = free_port()
 CONSOLE_PORT = free_port()
-PLATFORM_PORT = 38091
+PLATFORM_PORT = free_port()
 TOKEN = "messaging-test-token"
 PUBLIC_BASE_URL = "https://assistant.example.org"
 PLATFORM_URL = f"http://127.0.0.1:{PLATFORM_PORT}"

@@ -43,6 +43,10 @@ class FakePlatform:
         self.port = port
         self.telegram_bot_name = telegram_bot_name
         self.calls: List[PlatformCall] = []
+        # Graph API calls to these recipients take this many seconds (a slow platform).
+        self.facebook_delays: Dict[str, float] = {}
+        # What happened, in order: "<platform> <recipient> started|finished", and what tests add.
+        self.timeline: List[str] = []
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
 
@@ -67,6 +71,12 @@ class FakePlatform:
                 )
                 with platform._lock:
                     platform.calls.append(call)
+                delay = platform._delay_for(call)
+                if delay:
+                    recipient = call.body.get("recipient", {}).get("id")
+                    platform.note(f"facebook {recipient} started")
+                    time.sleep(delay)
+                    platform.note(f"facebook {recipient} finished")
                 status, answer = platform._answer(call)
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
@@ -88,6 +98,22 @@ class FakePlatform:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def note(self, happening: str) -> None:
+        """Adds to the timeline (from any thread)."""
+        with self._lock:
+            self.timeline.append(happening)
+
+    def timeline_copy(self) -> List[str]:
+        with self._lock:
+            return list(self.timeline)
+
+    def _delay_for(self, call: PlatformCall) -> float:
+        if call.platform != "facebook" or not isinstance(call.body, dict):
+            return 0.0
+        recipient = (call.body.get("recipient") or {}).get("id")
+        with self._lock:
+            return self.facebook_delays.get(recipient, 0.0)
 
     def _answer(self, call: PlatformCall) -> tuple[int, Any]:
         if call.platform == "telegram":

@@ -65,7 +65,7 @@ class RecordingMessengerClient:
     def __init__(self) -> None:
         self.sent: List[Tuple[Any, str]] = []
 
-    def send(self, payload: Any, recipient_id: str, messaging_type: str = "RESPONSE", **kwargs: Any) -> None:
+    async def send(self, payload: Any, recipient_id: str, messaging_type: str = "RESPONSE", **kwargs: Any) -> None:
         self.sent.append((payload, recipient_id))
 
 
@@ -110,3 +110,57 @@ def test_an_unreachable_telegram_api_at_start_up_is_logged_not_fatal(caplog: pyt
     asyncio.run(channel._register_webhook())
     assert "Could not register the Telegram webhook" in caplog.text
     assert "AAFakeToken" not in caplog.text
+
+
+def test_messenger_replies_go_to_the_psid_of_the_conversation() -> None:
+    client = RecordingMessengerClient()
+    output = ChoicesMessengerBot(client)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        await output.send_response("facebook:2450001", {"text": "First.\n\nSecond."})
+        # A custom payload cannot send to someone else.
+        await output.send_response("facebook:2450001", {"custom": {"text": "card", "sender": {"id": "999"}}})
+        # A conversation from before prefixes existed keeps its id.
+        await output.send_response("2450002", {"text": "Old."})
+
+    asyncio.run(scenario())
+    assert [(payload.get("text"), recipient) for payload, recipient in client.sent] == [
+        ("First.", "2450001"),
+        ("Second.", "2450001"),
+        ("card", "2450001"),
+        ("Old.", "2450002"),
+    ]
+
+
+def test_messengers_blocking_send_is_not_available() -> None:
+    with pytest.raises(NotImplementedError):
+        ChoicesMessengerBot(RecordingMessengerClient()).send("1", object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ids", "address_scheme", "conversation_id", "to"),
+    [
+        ("sms", "", "twilio:+15550001111", "+15550001111"),
+        ("whatsapp", "whatsapp:", "whatsapp:+15550001111", "whatsapp:+15550001111"),
+    ],
+)
+def test_twilio_replies_go_to_the_number_as_twilio_addresses_it(
+    ids: str, address_scheme: str, conversation_id: str, to: str
+) -> None:
+    from bot.channels.conversation_ids import TWILIO_SMS, TWILIO_WHATSAPP
+
+    output = NumberedChoicesTwilioOutput(
+        SID,
+        TOKEN,
+        "+15005550006",
+        conversation_ids=TWILIO_SMS if ids == "sms" else TWILIO_WHATSAPP,
+        address_scheme=address_scheme,
+    )
+    sent: List[dict] = []
+
+    async def record(message_data: dict) -> None:
+        sent.append(message_data)
+
+    output._send_message = record  # type: ignore[method-assign]
+    asyncio.run(output.send_response(conversation_id, {"text": "Hello."}))
+    assert [message["to"] for message in sent] == [to]

@@ -72,7 +72,16 @@ def form(params: Dict[str, str]) -> FormLike:
     ],
 )
 def test_meta_signature(headers: Dict[str, str], valid: bool) -> None:
-    assert meta_signature_is_valid(APP_SECRET, BODY, headers) is valid
+    sha1_only = "X-Hub-Signature-256" not in headers and "X-Hub-Signature" in headers
+    assert meta_signature_is_valid(APP_SECRET, BODY, headers, allow_sha1=True) is valid
+    # SHA-1 alone counts only when explicitly allowed.
+    assert meta_signature_is_valid(APP_SECRET, BODY, headers) is (valid and not sha1_only)
+
+
+@pytest.mark.parametrize("sha256", ["", "sha256=", "  "])
+def test_a_present_but_empty_sha256_header_never_falls_back_to_sha1(sha256: str) -> None:
+    headers = {"X-Hub-Signature-256": sha256, "X-Hub-Signature": meta_signature(APP_SECRET, BODY, "sha1")}
+    assert meta_signature_is_valid(APP_SECRET, BODY, headers, allow_sha1=True) is False
 
 
 @pytest.mark.parametrize(

@@ -87,7 +87,7 @@ def test_a_direct_message_gets_the_faq_answer_with_buttons(channels: RunningChan
         ("What Breakthrough Therapy means", "/faq/breakthrough_therapy_designation"),
         ("How to access it today", "/faq/availability"),
     ]
-    assert channels.bot_actions(user)[-1] == "utter_faq/legal_status"
+    assert channels.bot_actions(f"slack:{user}")[-1] == "utter_faq/legal_status"
 
 
 def test_a_button_click_answers_the_chosen_topic(channels: RunningChannels) -> None:
@@ -114,7 +114,7 @@ def test_a_button_click_answers_the_chosen_topic(channels: RunningChannels) -> N
     assert status == 200
     calls = wait_for_reply(channels, channel, "ClinicalTrials.gov")
     assert any("ClinicalTrials.gov" in call.body["text"] for call in calls)
-    assert channels.bot_actions(user)[-1] == "utter_faq/availability"
+    assert channels.bot_actions(f"slack:{user}")[-1] == "utter_faq/availability"
 
 
 @pytest.mark.parametrize("case", ["wrong-secret", "stale-timestamp", "missing", "tampered-body"])
@@ -133,6 +133,6 @@ def test_requests_without_a_valid_recent_signature_are_refused(channels: Running
     other_user, other_channel = new_user()
     assert post_json(channels, message_event(other_user, other_channel, "what is ptsd")) == 200
     assert wait_for_reply(channels, other_channel, "Post-traumatic stress disorder")
-    assert channels.conversation_exists(other_user)
-    assert not channels.conversation_exists(user)
+    assert channels.conversation_exists(f"slack:{other_user}")
+    assert not channels.conversation_exists(f"slack:{user}")
     assert posted_to(channels, channel) == []

@@ -94,15 +94,15 @@ def test_a_question_gets_the_faq_answer_with_buttons(channels: RunningChannels) 
         [{"text": "What Breakthrough Therapy means", "callback_data": "/faq/breakthrough_therapy_designation"}],
         [{"text": "How to access it today", "callback_data": "/faq/availability"}],
     ]
-    assert channels.bot_actions(str(chat_id))[-1] == "utter_faq/legal_status"
+    assert channels.bot_actions(f"telegram:{chat_id}")[-1] == "utter_faq/legal_status"
 
 
 def test_a_button_press_answers_the_chosen_topic(channels: RunningChannels) -> None:
     chat_id = new_chat_id()
     assert post_update(channels, message_update(chat_id, "hello")) == 200
     assert post_update(channels, button_update(chat_id, "/faq/availability")) == 200
-    assert channels.bot_actions(str(chat_id))[-1] == "utter_faq/availability"
-    assert channels.user_texts(str(chat_id))[-1] == "/faq/availability"
+    assert channels.bot_actions(f"telegram:{chat_id}")[-1] == "utter_faq/availability"
+    assert channels.user_texts(f"telegram:{chat_id}")[-1] == "/faq/availability"
     assert len(sent_to(channels, chat_id)) >= 2
 
 
@@ -118,6 +118,6 @@ def test_updates_without_the_secret_token_are_refused(channels: RunningChannels,
     accepted = new_chat_id()
     assert post_update(channels, message_update(accepted, "what is ptsd")) == 200
     assert sent_to(channels, accepted)
-    assert channels.conversation_exists(str(accepted))
-    assert not channels.conversation_exists(str(refused))
+    assert channels.conversation_exists(f"telegram:{accepted}")
+    assert not channels.conversation_exists(f"telegram:{refused}")
     assert sent_to(channels, refused) == []

@@ -90,8 +90,8 @@ def test_replying_2_picks_the_second_choice(channels: RunningChannels) -> None:
     phone = new_phone()
     assert post_message(channels, phone, "is mdma therapy legal?") == 204
     assert post_message(channels, phone, "2") == 204
-    assert channels.user_texts(phone)[-1] == "/faq/availability"
-    assert channels.bot_actions(phone)[-1] == "utter_faq/availability"
+    assert channels.user_texts(f"twilio:{phone}")[-1] == "/faq/availability"
+    assert channels.bot_actions(f"twilio:{phone}")[-1] == "utter_faq/availability"
     assert "ClinicalTrials.gov" in sent_to(channels, phone)[-1].body["Body"]
 
 
@@ -99,7 +99,7 @@ def test_did_you_mean_choices_are_numbered_and_a_number_picks_one(channels: Runn
     phone = new_phone()
     assert post_message(channels, phone, "hello") == 204
     assert post_message(channels, phone, "what about the thing") == 204
-    assert channels.bot_actions(phone)[-1] == "utter_did_you_mean"
+    assert channels.bot_actions(f"twilio:{phone}")[-1] == "utter_did_you_mean"
     offer = sent_to(channels, phone)[-1].body["Body"]
     assert "Did you mean" in offer
     choices = offer.split("\n")[1:]
@@ -107,16 +107,16 @@ def test_did_you_mean_choices_are_numbered_and_a_number_picks_one(channels: Runn
     assert choices[-1] == f"{len(choices)}. Something else"
     assert [line.split(". ", 1)[0] for line in choices] == [str(n) for n in range(1, len(choices) + 1)]
     assert post_message(channels, phone, "1") == 204
-    chosen = channels.user_texts(phone)[-1]
+    chosen = channels.user_texts(f"twilio:{phone}")[-1]
     assert chosen.startswith("/faq/")
-    assert channels.bot_actions(phone)[-1] == "utter" + chosen.replace("/", "_", 1)
+    assert channels.bot_actions(f"twilio:{phone}")[-1] == "utter" + chosen.replace("/", "_", 1)
 
 
 def test_a_number_with_no_choices_offered_is_just_text(channels: RunningChannels) -> None:
     phone = new_phone()
     assert post_message(channels, phone, "is mdma therapy legal?") == 204
     assert post_message(channels, phone, "7") == 204
-    assert channels.user_texts(phone)[-1] == "7"
+    assert channels.user_texts(f"twilio:{phone}")[-1] == "7"
 
 
 def test_whatsapp_replies_come_from_the_whatsapp_sender(channels: RunningChannels) -> None:
@@ -148,13 +148,13 @@ def test_requests_without_a_valid_signature_are_refused(channels: RunningChannel
         headers["X-Twilio-Signature"] = signature
     status, _ = channels.post(SMS[0], urllib.parse.urlencode(params).encode(), headers)
     assert status == 403
-    assert not channels.conversation_exists(phone)
+    assert not channels.conversation_exists(f"twilio:{phone}")
     assert sent_to(channels, phone) == []
     # The same message, signed as Twilio signs it, is processed.
     headers["X-Twilio-Signature"] = twilio_signature(token, SMS[1], params)
     status, _ = channels.post(SMS[0], urllib.parse.urlencode(params).encode(), headers)
     assert status == 204
-    assert channels.conversation_exists(phone)
+    assert channels.conversation_exists(f"twilio:{phone}")
     assert sent_to(channels, phone)
 
 
@@ -163,5 +163,5 @@ def test_choices_survive_a_restart_of_the_rasa_server(channels: RunningChannels)
     assert post_message(channels, phone, "is mdma therapy legal?") == 204
     channels.restart_rasa()
     assert post_message(channels, phone, "1") == 204
-    assert channels.user_texts(phone)[-1] == "/faq/breakthrough_therapy_designation"
+    assert channels.user_texts(f"twilio:{phone}")[-1] == "/faq/breakthrough_therapy_designation"
     assert "Breakthrough Therapy Designation" in sent_to(channels, phone)[-1].body["Body"]
