@@ -249,3 +249,11 @@ def console_engine(console_database: ConsoleDatabase) -> Iterator[sa.engine.Engi
 def any_config(config: ConsoleConfig, console_database: ConsoleDatabase) -> ConsoleConfig:
     """Return the console config on the fresh SQLite or PostgreSQL database."""
     return replace(config, db_url=console_database.url, db_schema=console_database.schema)
+
+
+@pytest.fixture
+def signed_in_ben(config: ConsoleConfig, start_client: Callable[..., AsgiClient]) -> AsgiClient:
+    """Return a second client, on its own app, signed in as clinician 'ben'."""
+    client = start_client(config)
+    sign_in(client, "ben")
+    return client
