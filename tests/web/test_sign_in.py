@@ -7,14 +7,17 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import bot.web.api
+from bot.console_setup import console_config
+from bot.settings import Settings
 from bot.web.client_address import ClientAddressResolver
 from bot.web.config import ConsoleConfig
 
-from .conftest import CSRF, PASSWORDS, sign_in
+from .conftest import CSRF, PASSWORDS, SECRET, sign_in
 from .harness import AsgiClient
 
 WRONG = {"username": "ana", "password": "a wrong guess"}
@@ -185,3 +188,18 @@ def test_a_body_over_64_kb_is_413(signed_in: AsgiClient, path: str) -> None:
     response = signed_in.post(path, body=body, headers={**CSRF, "content-type": "application/json"})
     assert response.status == 413
     assert response.json() == {"error": {"status": 413, "message": "The request is too large."}}
+
+
+def test_the_proxy_settings_come_from_the_environment(tmp_path: Path, password_hashes: dict[str, str]) -> None:
+    users = tmp_path / "users.yml"
+    users.write_text(
+        f"clinicians:\n- username: ana\n  password_hash: '{password_hashes['ana']}'\n  name: Ana\n", encoding="utf-8"
+    )
+    env = {"BOT_PROJECT_ROOT": str(tmp_path), "CONSOLE_USERS_FILE": str(users), "CONSOLE_SECRET": SECRET}
+    proxy_env = {"CONSOLE_TRUSTED_PROXY_HEADER": "X-Forwarded-For", "CONSOLE_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"}
+    proxied = console_config(Settings.from_env({**env, **proxy_env}))
+    assert (proxied.trusted_proxy_header, proxied.trusted_proxies) == ("X-Forwarded-For", ("127.0.0.1", "10.0.0.0/8"))
+    direct = console_config(Settings.from_env(env))
+    assert (direct.trusted_proxy_header, direct.trusted_proxies) == (None, ())
+    with pytest.raises(ValueError, match="CONSOLE_TRUSTED_PROXIES"):
+        console_config(Settings.from_env({**env, "CONSOLE_TRUSTED_PROXY_HEADER": "X-Forwarded-For"}))
