@@ -24,6 +24,7 @@ from sanic.response import json as json_response
 from bot.escalation.console_queries import (
     ConsoleQueries,
     EscalationFilter,
+    EscalationPage,
     EscalationSummary,
     InvalidCursorError,
     QueueSummary,
@@ -393,7 +394,9 @@ def _list_filter(request: Request) -> EscalationFilter:
     )
 
 
-def _list_page(queries: ConsoleQueries, which: EscalationFilter, limit: int, cursor: str | None) -> Any:
+def _list_page(
+    queries: ConsoleQueries, which: EscalationFilter, limit: int, cursor: str | None
+) -> tuple[EscalationPage, QueueSummary]:
     return queries.page(which, limit, cursor), queries.queue_summary()
 
 

@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bot.escalation.store import LEVELS, EscalationStore, escalations, utc_now
+from bot.settings import PROJECT_ROOT
 from tests.escalation.receivers import free_port
 from tests.servers import running_services, server_environment, write_console_users
 
@@ -26,6 +27,7 @@ CATEGORIES = ("suicide", "self_harm", "medical_emergency", "acute_crisis")
 OPEN_ESCALATIONS = 280
 TEST_TRAFFIC = 40
 PAGE_SIZE = 50
+SCREENSHOT = PROJECT_ROOT / "results" / "console-list.png"
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,8 @@ def test_the_queue_counts_and_the_oldest_wait_are_at_the_top(page: Page, console
         "datetime", oldest.created_at.isoformat(timespec="seconds")
     )
     expect(page).to_have_title(f"({by_level['urgent']} urgent) Escalations - Clinician console")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 
 def test_pages_go_through_every_open_escalation_in_triage_order(page: Page, console: Console) -> None:

@@ -251,10 +251,17 @@
     if (previous && terms.some(function (term) { return term.value === previous; })) select.value = previous;
   }
 
-  function openList() {
+  async function openList() {
     showView("list-view");
     document.title = "Escalations - Clinician console";
     focusHeading("list-heading");
+    try {
+      // Again on each visit: a channel that escalated since is offered as a filter.
+      await loadVocabulary();
+    } catch (error) {
+      if (handleAuthError(error)) return;
+    }
+    if ($("list-view").hidden) return;
     loadList();
     stopRefresh();
     state.refreshTimer = window.setInterval(loadList, REFRESH_MS);
