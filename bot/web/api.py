@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,7 @@ MAX_BULK_RESOLVE = MAX_PAGE_SIZE
 # Same as the app's REQUEST_MAX_SIZE; checked here too for servers that do not enforce it (ASGI).
 MAX_BODY_BYTES = 64 * 1024
 STATUS_FILTERS = (*STATUSES, ALL_STATUSES)
+_PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
@@ -376,7 +378,8 @@ def _page_size(request: Request) -> int:
     raw = request.args.get("limit")
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+    # Not str.isdigit, which accepts "²" that int() refuses, nor thousands of digits int() refuses too.
+    if not _PAGE_SIZE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise ConsoleError(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
     return int(raw)
 

@@ -156,6 +156,8 @@ def test_resolved_ones_are_listed_most_recently_resolved_first(signed_in: AsgiCl
         "limit=201",
         "limit=ten",
         "limit=-1",
+        "limit=%C2%B2",
+        "limit=" + "9" * 5000,
         "channel=" + "x" * 65,
         "cursor=not-a-cursor",
         "cursor=" + encode_cursor("recently_resolved", ["2024-01-01T00:00:00+00:00", "x"]),
@@ -163,6 +165,7 @@ def test_resolved_ones_are_listed_most_recently_resolved_first(signed_in: AsgiCl
         "cursor=" + encode_cursor("triage", [0, "2024-01-01T00:00:00", "x"]),
         "cursor=" + "A" * 600,
     ],
+    ids=lambda query: query[:40],
 )
 def test_bad_list_queries_are_400(signed_in: AsgiClient, query: str) -> None:
     response = signed_in.get(f"/api/escalations?{query}")
