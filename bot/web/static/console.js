@@ -440,8 +440,11 @@
       $("list-summary").textContent = summary;
       state.lastSummary = summary;
     }
-    const urgent = data.queue.open_by_level.urgent || 0;
-    document.title = (urgent ? "(" + urgent + " urgent) " : "") + "Escalations - Clinician console";
+    // Levels come most severe first: the title counts the open ones of the first.
+    const severest = state.vocabulary.levels[0];
+    const waiting = severest ? data.queue.open_by_level[severest.value] || 0 : 0;
+    document.title = (waiting ? "(" + waiting + " " + severest.label.toLowerCase() + ") " : "") +
+      "Escalations - Clinician console";
     $("list-updated").textContent = "Updated " + new Date().toLocaleTimeString();
   }
 
