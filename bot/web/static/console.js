@@ -479,7 +479,8 @@
         "Resolved " + result.resolved.length + (result.resolved.length === 1 ? " escalation." : " escalations.") +
         (skipped ? " " + skipped + " had been resolved already or no longer exist." : "");
       $("bulk-note").value = "";
-      state.selected.clear();
+      // What was resolved leaves the pages: start again from the first one.
+      firstPage();
     } catch (error) {
       if (handleAuthError(error)) return;
       $("bulk-error").textContent = error.message;
