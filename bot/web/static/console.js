@@ -24,6 +24,7 @@
     cursors: [null],
     pageIndex: 0,
     selected: new Set(),
+    listRequests: 0,
   };
 
   function $(id) {
@@ -396,10 +397,13 @@
   }
 
   async function loadList() {
+    // Filters changed quickly send several requests; only the latest may draw the list.
+    const ticket = ++state.listRequests;
     let data;
     try {
       data = await api("GET", listPath());
     } catch (error) {
+      if (ticket !== state.listRequests) return;
       if (handleAuthError(error)) return;
       if (error.status === 400 && state.pageIndex > 0) {
         // A page link from an older list: start again from the first page.
@@ -409,7 +413,7 @@
       $("list-error").textContent = error.message;
       return;
     }
-    if ($("list-view").hidden) return;
+    if (ticket !== state.listRequests || $("list-view").hidden) return;
     $("list-error").textContent = "";
     renderQueue(data.queue);
     state.cursors[state.pageIndex + 1] = data.next_cursor;
