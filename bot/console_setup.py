@@ -65,4 +65,6 @@ def console_config(settings: Settings) -> ConsoleConfig:
         session_secret=console_secret(settings),
         cookie_secure=settings.console_cookie_secure,
         base_path="/console",
+        trusted_proxy_header=settings.console_trusted_proxy_header,
+        trusted_proxies=settings.console_trusted_proxies,
     )

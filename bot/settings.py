@@ -136,6 +136,8 @@ class Settings:
     console_users_file_configured: bool = False
     console_secret: Optional[str] = field(default=None, repr=False)
     console_cookie_secure: bool = False
+    console_trusted_proxy_header: Optional[str] = None
+    console_trusted_proxies: Tuple[str, ...] = ()
     credentials_file: Path = field(default=PROJECT_ROOT / "credentials.yml")
     active_credentials_file: Path = field(default=PROJECT_ROOT / "var" / "credentials.active.yml")
     chat_allowed_origins: Tuple[str, ...] = ("http://localhost:8000", "http://127.0.0.1:8000")
@@ -174,6 +176,8 @@ class Settings:
             console_users_file_configured=_text(env, "CONSOLE_USERS_FILE") is not None,
             console_secret=_text(env, "CONSOLE_SECRET"),
             console_cookie_secure=_bool(env, "CONSOLE_COOKIE_SECURE", False),
+            console_trusted_proxy_header=_text(env, "CONSOLE_TRUSTED_PROXY_HEADER"),
+            console_trusted_proxies=_list(env, "CONSOLE_TRUSTED_PROXIES"),
             chat_allowed_origins=_origins(
                 env,
                 "CHAT_ALLOWED_ORIGINS",

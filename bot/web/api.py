@@ -1,4 +1,8 @@
-"""JSON API of the clinician console: sign-in and escalation handling under /api."""
+"""JSON API of the clinician console: sign-in and escalation handling under /api.
+
+Every time it sends is ISO 8601 UTC (bot.web.times); lists are paged and never
+carry a transcript, which is sent only when one escalation is opened.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,9 @@ import functools
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -17,18 +22,33 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, empty
 from sanic.response import json as json_response
 
+from bot.escalation.console_queries import (
+    ConsoleQueries,
+    EscalationFilter,
+    EscalationPage,
+    EscalationSummary,
+    InvalidCursorError,
+    QueueSummary,
+)
 from bot.escalation.store import (
+    LEVELS,
+    STATUSES,
+    UTC,
     Escalation,
     EscalationEvent,
     EscalationNotFoundError,
     EscalationStore,
     InvalidTransitionError,
 )
+from bot.web.client_address import ClientAddressResolver
 from bot.web.config import ConsoleConfig
 from bot.web.errors import ConsoleError
+from bot.web.password_checks import PasswordCheckPool, PasswordChecksBusyError
 from bot.web.passwords import verify_password
-from bot.web.sessions import Session, SessionSigner
-from bot.web.throttle import LoginThrottle
+from bot.web.sessions import RevokedSessions, Session, SessionSigner
+from bot.web.throttle import LoginThrottle, SignInThrottledError
+from bot.web.times import iso_utc, transcript_time
+from bot.web.vocabulary import ALL_STATUSES, CATEGORIES, vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +58,15 @@ CSRF_HEADER_VALUE = "console"
 MAX_NOTE_LENGTH = 2000
 MAX_USERNAME_LENGTH = 64
 MAX_PASSWORD_LENGTH = 1024
-# Resolved escalations only grow; open and acknowledged ones are never cut off.
-RESOLVED_LIST_LIMIT = 200
-LEVEL_ORDER = {"urgent": 0, "priority": 1, "low": 2}
-STATUS_FILTERS = ("open", "acknowledged", "resolved", "all")
-
-UTC = timezone(timedelta(0))
+MAX_CHANNEL_LENGTH = 64
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+# One bulk resolve covers at most a full page.
+MAX_BULK_RESOLVE = MAX_PAGE_SIZE
+# Same as the app's REQUEST_MAX_SIZE; checked here too for servers that do not enforce it (ASGI).
+MAX_BODY_BYTES = 64 * 1024
+STATUS_FILTERS = (*STATUSES, ALL_STATUSES)
+_PAGE_SIZE = re.compile(r"[0-9]{1,4}")
 
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse]]
 
@@ -61,13 +84,30 @@ def _store(request: Request) -> EscalationStore:
     return request.app.ctx.store
 
 
+def _queries(request: Request) -> ConsoleQueries:
+    return request.app.ctx.queries
+
+
 def _sessions(request: Request) -> SessionSigner:
     return request.app.ctx.sessions
 
 
-def _signed_in_session(request: Request) -> Session | None:
+async def _signed_in_session(request: Request) -> Session | None:
     token = request.cookies.get(session_cookie_name(_config(request)))
-    return _sessions(request).verify(token)
+    session = _sessions(request).verify(token)
+    if session is None:
+        return None
+    revoked: RevokedSessions = request.app.ctx.revoked
+    if await asyncio.to_thread(revoked.is_revoked, session):
+        return None
+    return session
+
+
+def client_address(request: Request) -> str:
+    """Return the address a request comes from (a trusted proxy's header, else the socket peer)."""
+    resolver: ClientAddressResolver = request.app.ctx.client_address
+    values = request.headers.getall(resolver.header, []) if resolver.header else []
+    return resolver.resolve(request.ip, values)
 
 
 def _check_same_origin(request: Request) -> None:
@@ -92,7 +132,7 @@ def signed_in(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapper(request: Request, *args: Any, **kwargs: Any) -> HTTPResponse:
-        session = _signed_in_session(request)
+        session = await _signed_in_session(request)
         if session is None:
             raise ConsoleError(401, "Please sign in.")
         if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -104,6 +144,8 @@ def signed_in(handler: Handler) -> Handler:
 
 
 def _json_object(request: Request) -> dict[str, Any]:
+    if len(request.body or b"") > MAX_BODY_BYTES:
+        raise ConsoleError(413, "The request is too large.")
     try:
         data = json.loads(request.body or b"")
     except ValueError:
@@ -113,17 +155,21 @@ def _json_object(request: Request) -> dict[str, Any]:
     return data
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment else None
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def escalation_summary(escalation: Escalation, now: datetime) -> dict[str, Any]:
+def _seconds_since(moment: datetime, now: datetime) -> int:
+    return max(0, int((now - moment).total_seconds()))
+
+
+def escalation_summary(escalation: Escalation | EscalationSummary, now: datetime) -> dict[str, Any]:
     """Return the list fields of an escalation: no transcript and no contact details."""
-    age = (now - escalation.created_at).total_seconds()
+    has_contact = (
+        escalation.has_contact
+        if isinstance(escalation, EscalationSummary)
+        else escalation.contact_method is not None
+    )
     return {
         "id": escalation.id,
         "kind": escalation.kind,
@@ -131,13 +177,25 @@ def escalation_summary(escalation: Escalation, now: datetime) -> dict[str, Any]:
         "category": escalation.category,
         "status": escalation.status,
         "channel": escalation.channel,
-        "created_at": _iso(escalation.created_at),
-        "age_seconds": max(0, int(age)),
-        "acknowledged_at": _iso(escalation.acknowledged_at),
+        "created_at": iso_utc(escalation.created_at),
+        "age_seconds": _seconds_since(escalation.created_at, now),
+        "acknowledged_at": iso_utc(escalation.acknowledged_at),
         "acknowledged_by": escalation.acknowledged_by,
-        "resolved_at": _iso(escalation.resolved_at),
+        "resolved_at": iso_utc(escalation.resolved_at),
         "resolved_by": escalation.resolved_by,
-        "has_contact": escalation.contact_method is not None,
+        "has_contact": has_contact,
+    }
+
+
+def queue_summary(summary: QueueSummary, now: datetime) -> dict[str, Any]:
+    """Return the counts shown above the list: open (by level), oldest open wait, acknowledged."""
+    oldest = summary.oldest_open_at
+    return {
+        "open": summary.open,
+        "open_by_level": summary.open_by_level,
+        "acknowledged": summary.acknowledged,
+        "oldest_open_at": iso_utc(oldest),
+        "oldest_open_wait_seconds": _seconds_since(oldest, now) if oldest else None,
     }
 
 
@@ -173,7 +231,7 @@ def escalation_detail(
                 {
                     "sender": turn.get("sender"),
                     "text": turn.get("text", ""),
-                    "timestamp": turn.get("timestamp"),
+                    "timestamp": transcript_time(turn.get("timestamp")),
                 }
                 for turn in escalation.transcript
             ],
@@ -182,7 +240,7 @@ def escalation_detail(
                     "actor": event.actor,
                     "actor_name": name_of(event.actor),
                     "action": event.action,
-                    "at": _iso(event.at),
+                    "at": iso_utc(event.at),
                     "note": event.note,
                 }
                 for event in events
@@ -190,25 +248,6 @@ def escalation_detail(
         }
     )
     return detail
-
-
-def sort_for_triage(escalations: list[Escalation]) -> list[Escalation]:
-    """Order urgent before priority before low, the longest waiting first in each."""
-    return sorted(
-        escalations,
-        key=lambda item: (LEVEL_ORDER.get(item.level, len(LEVEL_ORDER)), item.created_at),
-    )
-
-
-def _list_for_filter(store: EscalationStore, status: str) -> tuple[list[Escalation], bool]:
-    if status in ("open", "acknowledged"):
-        return store.list_escalations(status=status), False
-    resolved = store.list_escalations(status="resolved", limit=RESOLVED_LIST_LIMIT)
-    truncated = len(resolved) >= RESOLVED_LIST_LIMIT
-    if status == "resolved":
-        return resolved, truncated
-    active = store.list_escalations(status="open") + store.list_escalations(status="acknowledged")
-    return active + resolved, truncated
 
 
 async def _detail_response(request: Request, escalation: Escalation, status: int = 200) -> HTTPResponse:
@@ -231,7 +270,12 @@ def _not_found() -> ConsoleError:
 
 
 async def login(request: Request) -> HTTPResponse:
-    """Check a username and password; on success set the session cookie."""
+    """Check a username and password; on success set the session cookie.
+
+    The attempt is counted (and refused over the limit) before the password is
+    hashed, and the hash waits for a place in the bounded pool, or is refused
+    at once when the pool's queue is full.
+    """
     _check_same_origin(request)
     data = _json_object(request)
     username, password = data.get("username"), data.get("password")
@@ -244,23 +288,37 @@ async def login(request: Request) -> HTTPResponse:
         raise ConsoleError(400, "Please enter a username and a password.")
     config = _config(request)
     throttle: LoginThrottle = request.app.ctx.throttle
-    address = request.ip or "unknown"
-    wait = throttle.retry_after(username, address)
-    if wait > 0:
+    password_checks: PasswordCheckPool = request.app.ctx.password_checks
+    address = client_address(request)
+    try:
+        password_checks.admit()
+    except PasswordChecksBusyError:
+        raise ConsoleError(
+            429,
+            "The console is busy with other sign-ins. Please try again in a moment.",
+            headers={"Retry-After": "1"},
+        ) from None
+    try:
+        attempt = await asyncio.to_thread(throttle.begin, username, address)
+    except SignInThrottledError as error:
+        password_checks.release()
         raise ConsoleError(
             429,
             "Too many failed sign-ins. Please wait a few minutes and try again.",
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
+            headers={"Retry-After": str(math.ceil(error.retry_after_seconds))},
+        ) from None
+    except BaseException:
+        password_checks.release()
+        raise
     hashed = config.clinicians.get(username)
     # An unknown username is checked against a dummy hash so it takes as long.
-    matches = await asyncio.to_thread(verify_password, password, hashed or request.app.ctx.dummy_hash)
+    matches = await password_checks.run(verify_password, password, hashed or request.app.ctx.dummy_hash)
     if hashed is None or not matches:
-        throttle.record_failure(username, address)
-        # The attempted username stays out of the log: it is sometimes a password.
+        # The attempt stays counted as a failure. The attempted username stays
+        # out of the log: it is sometimes a password.
         logger.info("Failed console sign-in from %s", address)
         raise ConsoleError(401, "Sign-in failed: check the username and password.")
-    throttle.record_success(username, address)
+    await asyncio.to_thread(throttle.succeeded, attempt)
     token, session = _sessions(request).issue(username)
     logger.info("Clinician %s signed in to the console", username)
     response = json_response(_session_body(config, session))
@@ -279,7 +337,7 @@ def _session_body(config: ConsoleConfig, session: Session) -> dict[str, Any]:
     return {
         "username": session.username,
         "name": config.display_name(session.username),
-        "expires_at": _iso(datetime.fromtimestamp(session.expires_at, UTC)),
+        "expires_at": iso_utc(datetime.fromtimestamp(session.expires_at, UTC)),
     }
 
 
@@ -287,7 +345,8 @@ def _session_body(config: ConsoleConfig, session: Session) -> dict[str, Any]:
 async def logout(request: Request) -> HTTPResponse:
     """End the session: refuse its token from now on and clear the cookie."""
     session: Session = request.ctx.session
-    _sessions(request).revoke(session)
+    revoked: RevokedSessions = request.app.ctx.revoked
+    await asyncio.to_thread(revoked.revoke, session)
     config = _config(request)
     response = empty()
     cookie_name = session_cookie_name(config)
@@ -308,23 +367,80 @@ async def current_session(request: Request) -> HTTPResponse:
     return json_response(_session_body(_config(request), request.ctx.session))
 
 
+def _choice(request: Request, name: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    value = request.args.get(name) or default
+    if value is not None and value not in allowed:
+        raise ConsoleError(400, f"{name} must be one of: {', '.join(allowed)}.")
+    return value
+
+
+def _page_size(request: Request) -> int:
+    raw = request.args.get("limit")
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    # Not str.isdigit, which accepts "²" that int() refuses, nor thousands of digits int() refuses too.
+    if not _PAGE_SIZE.fullmatch(raw) or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise ConsoleError(400, f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}.")
+    return int(raw)
+
+
+def _list_filter(request: Request) -> EscalationFilter:
+    status = _choice(request, "status", STATUS_FILTERS, "open")
+    channel = request.args.get("channel") or None
+    if channel is not None and len(channel) > MAX_CHANNEL_LENGTH:
+        raise ConsoleError(400, f"channel can be at most {MAX_CHANNEL_LENGTH} characters long.")
+    return EscalationFilter(
+        status=None if status == ALL_STATUSES else status,
+        level=_choice(request, "level", LEVELS),
+        category=_choice(request, "category", CATEGORIES),
+        channel=channel,
+    )
+
+
+def _list_page(
+    queries: ConsoleQueries, which: EscalationFilter, limit: int, cursor: str | None
+) -> tuple[EscalationPage, QueueSummary]:
+    return queries.page(which, limit, cursor), queries.queue_summary()
+
+
 @signed_in
 async def list_escalations(request: Request) -> HTTPResponse:
-    """List escalations with one status (default open), in triage order."""
-    status = request.args.get("status", "open")
-    if status not in STATUS_FILTERS:
-        raise ConsoleError(400, f"status must be one of: {', '.join(STATUS_FILTERS)}.")
-    escalations, truncated = await asyncio.to_thread(_list_for_filter, _store(request), status)
+    """List one page of escalations matching the filters, with the queue counts.
+
+    Query: status (open by default, acknowledged, resolved or all), level,
+    category, channel, limit (1-200, default 50) and cursor (next_cursor of
+    the previous page). Open and acknowledged escalations come in triage
+    order (urgent, priority, low; the longest waiting first); resolved ones
+    most recently resolved first.
+    """
+    which = _list_filter(request)
+    limit = _page_size(request)
+    cursor = request.args.get("cursor") or None
+    try:
+        page, summary = await asyncio.to_thread(_list_page, _queries(request), which, limit, cursor)
+    except InvalidCursorError:
+        raise ConsoleError(400, "This page link is no longer valid: please start from the first page.") from None
     now = _now()
-    items = [escalation_summary(item, now) for item in sort_for_triage(escalations)]
     return json_response(
         {
-            "status": status,
-            "count": len(items),
-            "truncated": truncated,
-            "escalations": items,
+            "status": which.status or ALL_STATUSES,
+            "filters": {"level": which.level, "category": which.category, "channel": which.channel},
+            "count": len(page.items),
+            "total": page.total,
+            "limit": limit,
+            "next_cursor": page.next_cursor,
+            "queue": queue_summary(summary, now),
+            "escalations": [escalation_summary(item, now) for item in page.items],
         }
     )
+
+
+@signed_in
+async def get_vocabulary(request: Request) -> HTTPResponse:
+    """Return the levels, statuses, categories, channels... the page shows, and the API's limits."""
+    channels = await asyncio.to_thread(_queries(request).channels)
+    limits = {"note": MAX_NOTE_LENGTH, "page_size": DEFAULT_PAGE_SIZE, "bulk_resolve": MAX_BULK_RESOLVE}
+    return json_response(vocabulary(channels, limits))
 
 
 @signed_in
@@ -354,12 +470,7 @@ async def acknowledge_escalation(request: Request, escalation_id: UUID) -> HTTPR
 @signed_in
 async def resolve_escalation(request: Request, escalation_id: UUID) -> HTTPResponse:
     """Close this escalation with the clinician's note of what was done."""
-    note = _json_object(request).get("note")
-    if not isinstance(note, str) or not note.strip():
-        raise ConsoleError(400, "Please write a short note of what was done.")
-    note = note.strip()
-    if len(note) > MAX_NOTE_LENGTH:
-        raise ConsoleError(400, f"The note can be at most {MAX_NOTE_LENGTH} characters long.")
+    note = _resolution_note(_json_object(request))
     username = request.ctx.session.username
     try:
         escalation = await asyncio.to_thread(_store(request).resolve, str(escalation_id), username, note)
@@ -371,6 +482,61 @@ async def resolve_escalation(request: Request, escalation_id: UUID) -> HTTPRespo
     return await _detail_response(request, escalation)
 
 
+def _resolution_note(data: dict[str, Any]) -> str:
+    note = data.get("note")
+    if not isinstance(note, str) or not note.strip():
+        raise ConsoleError(400, "Please write a short note of what was done.")
+    note = note.strip()
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ConsoleError(400, f"The note can be at most {MAX_NOTE_LENGTH} characters long.")
+    return note
+
+
+def _escalation_ids(data: dict[str, Any]) -> list[str]:
+    ids = data.get("ids")
+    if not isinstance(ids, list) or not ids or len(ids) > MAX_BULK_RESOLVE:
+        raise ConsoleError(400, f"Please choose from 1 to {MAX_BULK_RESOLVE} escalations.")
+    parsed: list[str] = []
+    for value in ids:
+        try:
+            escalation_id = str(UUID(value)) if isinstance(value, str) else None
+        except ValueError:
+            escalation_id = None
+        if escalation_id is None:
+            raise ConsoleError(400, "Every escalation id must be a UUID.")
+        if escalation_id not in parsed:
+            parsed.append(escalation_id)
+    return parsed
+
+
+def _resolve_each(store: EscalationStore, ids: list[str], username: str, note: str) -> dict[str, Any]:
+    # One transaction per escalation, each with its own audit event, as if resolved one by one.
+    resolved: list[str] = []
+    not_resolved: list[dict[str, str]] = []
+    for escalation_id in ids:
+        try:
+            store.resolve(escalation_id, username, note)
+        except EscalationNotFoundError:
+            not_resolved.append({"id": escalation_id, "reason": "not_found"})
+        except InvalidTransitionError:
+            not_resolved.append({"id": escalation_id, "reason": "already_resolved"})
+        else:
+            resolved.append(escalation_id)
+    return {"resolved": resolved, "not_resolved": not_resolved}
+
+
+@signed_in
+async def resolve_escalations(request: Request) -> HTTPResponse:
+    """Resolve several escalations (e.g. test traffic) with one note, recorded on each of them."""
+    data = _json_object(request)
+    ids = _escalation_ids(data)
+    note = _resolution_note(data)
+    username = request.ctx.session.username
+    outcome = await asyncio.to_thread(_resolve_each, _store(request), ids, username, note)
+    logger.info("%d escalations resolved together by %s", len(outcome["resolved"]), username)
+    return json_response(outcome)
+
+
 def api_blueprint() -> Blueprint:
     """Return a new blueprint with the console's JSON API under /api."""
     bp = Blueprint("console_api", url_prefix=API_PREFIX)
@@ -378,6 +544,8 @@ def api_blueprint() -> Blueprint:
     bp.add_route(logout, "/logout", methods=["POST"])
     bp.add_route(current_session, "/session", methods=["GET"])
     bp.add_route(list_escalations, "/escalations", methods=["GET"])
+    bp.add_route(resolve_escalations, "/escalations/resolve", methods=["POST"])
+    bp.add_route(get_vocabulary, "/vocabulary", methods=["GET"])
     bp.add_route(get_escalation, "/escalations/<escalation_id:uuid>", methods=["GET"])
     bp.add_route(
         acknowledge_escalation,

@@ -14,20 +14,24 @@ from sanic.exceptions import SanicException
 from sanic.response import HTTPResponse
 from sanic.response import json as json_response
 
+from bot.escalation.console_queries import ConsoleQueries
 from bot.escalation.store import EscalationStore
-from bot.web.api import api_blueprint
+from bot.web.api import MAX_BODY_BYTES, api_blueprint
+from bot.web.client_address import ClientAddressResolver
 from bot.web.config import ConsoleConfig
+from bot.web.database import open_console_engine
 from bot.web.demo import ChatPageConfig, chat_page_config, demo_blueprint
 from bot.web.errors import ConsoleError
 from bot.web.pages import console_pages_blueprint, load_console_assets
+from bot.web.password_checks import PasswordCheckPool
 from bot.web.passwords import dummy_hash_like
-from bot.web.sessions import SessionSigner
+from bot.web.sessions import RevokedSessions, SessionSigner
 from bot.web.throttle import LoginThrottle
 
 logger = logging.getLogger(__name__)
 
 APP_NAME = "clinician_console"
-REQUEST_MAX_SIZE = 64 * 1024
+REQUEST_MAX_SIZE = MAX_BODY_BYTES
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -56,12 +60,20 @@ _GENERIC_MESSAGES = {
 async def _open_resources(app: Sanic, _loop: Any) -> None:
     config: ConsoleConfig = app.ctx.config
     app.ctx.store = await asyncio.to_thread(EscalationStore, config.db_url, schema=config.db_schema)
+    engine = await asyncio.to_thread(open_console_engine, config.db_url, config.db_schema)
+    app.ctx.engine = engine
+    app.ctx.queries = ConsoleQueries(engine)
     app.ctx.sessions = SessionSigner(config.session_secret, config.clinicians, config.session_seconds)
+    app.ctx.revoked = RevokedSessions(engine)
     app.ctx.throttle = LoginThrottle(
+        engine,
+        config.session_secret,
         config.max_failed_logins,
         config.max_failed_logins_per_address,
         config.login_window_seconds,
     )
+    app.ctx.password_checks = PasswordCheckPool(config.password_check_concurrency, config.password_check_queue)
+    app.ctx.client_address = ClientAddressResolver(config.trusted_proxy_header, config.trusted_proxies)
     some_hash = next(iter(config.clinicians.values()), None)
     app.ctx.dummy_hash = await asyncio.to_thread(dummy_hash_like, some_hash)
     app.ctx.console_assets = load_console_assets(config.base_path)
@@ -73,9 +85,15 @@ async def _open_resources(app: Sanic, _loop: Any) -> None:
 
 
 async def _close_resources(app: Sanic, _loop: Any) -> None:
+    password_checks: PasswordCheckPool | None = getattr(app.ctx, "password_checks", None)
+    if password_checks is not None:
+        await asyncio.to_thread(password_checks.close)
     store: EscalationStore | None = getattr(app.ctx, "store", None)
     if store is not None:
         await asyncio.to_thread(store.close)
+    engine = getattr(app.ctx, "engine", None)
+    if engine is not None:
+        await asyncio.to_thread(engine.dispose)
 
 
 def _error_response(request: Request, exception: Exception) -> HTTPResponse:
@@ -158,7 +176,8 @@ def run_console(
 ) -> None:
     """Serve the console in this process until interrupted (one worker, no access log).
 
-    One worker because sign-out and the failed sign-in limit live in memory.
+    One worker, so the bound on concurrent password checks holds for the
+    whole machine (sign-outs and the sign-in limit are in the database).
     The demo clinic page is served at / with `chat_page`, or by default with
     the chat settings of the environment (CHAT_SOCKET_URL, CRISIS_REGION...).
     """

@@ -11,11 +11,13 @@ from typing import Any
 
 import yaml
 
+from bot.web.client_address import parse_proxies
 from bot.web.passwords import InvalidPasswordHashError, parse_password_hash
 
 MIN_SECRET_LENGTH = 32
 _BASE_PATH = re.compile(r"(/[A-Za-z0-9._~-]+)+")
 _USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,64}")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 class UsersFileError(ValueError):
@@ -41,6 +43,13 @@ class ConsoleConfig:
         max_failed_logins_per_address: The same limit for one address, all
             usernames together.
         login_window_seconds: Window of the failed sign-in limits.
+        trusted_proxy_header: Header holding the client address (e.g.
+            X-Forwarded-For), believed only on connections from ``trusted_proxies``.
+        trusted_proxies: Addresses or networks of the reverse proxies in front
+            of the console.
+        password_check_concurrency: Password hashes computed at once (each
+            takes about 0.3 s of one core).
+        password_check_queue: Sign-ins allowed to wait for a place; more get 429.
     """
 
     db_url: str
@@ -54,6 +63,10 @@ class ConsoleConfig:
     max_failed_logins: int = 5
     max_failed_logins_per_address: int = 20
     login_window_seconds: float = 900.0
+    trusted_proxy_header: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
+    password_check_concurrency: int = 1
+    password_check_queue: int = 4
 
     def __post_init__(self) -> None:
         """Reject settings that would leave the console open or unusable."""
@@ -80,9 +93,24 @@ class ConsoleConfig:
             raise ValueError("failed login limits must be at least 1")
         if self.login_window_seconds <= 0:
             raise ValueError("login_window_seconds must be positive")
+        if self.password_check_concurrency < 1 or self.password_check_queue < 0:
+            raise ValueError("password_check_concurrency must be at least 1 and password_check_queue at least 0")
+        self._check_proxies()
         # Read-only copies: a frozen config should not change through a shared dict.
         object.__setattr__(self, "clinicians", MappingProxyType(dict(self.clinicians)))
         object.__setattr__(self, "clinician_names", MappingProxyType(dict(self.clinician_names)))
+
+    def _check_proxies(self) -> None:
+        if self.trusted_proxy_header is not None and not _HEADER_NAME.fullmatch(self.trusted_proxy_header):
+            raise ValueError("trusted_proxy_header must be a header name such as X-Forwarded-For")
+        if bool(self.trusted_proxy_header) != bool(self.trusted_proxies):
+            # A header without proxies would be believed from no one; proxies without a header tell nothing.
+            raise ValueError(
+                "set both the trusted proxy header and the trusted proxies (CONSOLE_TRUSTED_PROXY_HEADER "
+                "and CONSOLE_TRUSTED_PROXIES), or neither"
+            )
+        parse_proxies(self.trusted_proxies)
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
 
     @property
     def session_seconds(self) -> int:

@@ -1,9 +1,13 @@
-"""Signed, expiring session tokens for the console cookie (HMAC-SHA256, no server state).
+"""Signed, expiring session tokens for the console cookie (HMAC-SHA256) and the sign-outs.
 
 A token is ``<payload>.<signature>``, both unpadded base64url; the payload is
 JSON with the username, issue and expiry times, a random id (so a signed-out
 token can be refused until it expires) and a fingerprint of the password hash
 (so changing a clinician's password ends their existing sessions).
+
+The only server state is the list of signed-out session ids, kept in the
+database (RevokedSessions) so that restarting the console does not make a
+signed-out cookie valid again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,14 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from bot.escalation.store import UTC
+from bot.web.database import revoked_sessions
 
 # Separates this key's use from any other HMAC made with the same secret.
 _KEY_CONTEXT = b"clinician-console-session-v1"
@@ -57,8 +69,6 @@ class SessionSigner:
         self._password_hashes = password_hashes
         self.lifetime_seconds = lifetime_seconds
         self._clock = clock
-        # Signed-out session ids -> expiry; kept in memory until they would expire.
-        self._revoked: dict[str, int] = {}
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()
@@ -92,7 +102,10 @@ class SessionSigner:
         return token, session
 
     def verify(self, token: str | None) -> Session | None:
-        """Return the session of a valid token; None if forged, expired or revoked."""
+        """Return the session of a valid token; None if forged or expired.
+
+        Whether it was signed out is RevokedSessions' to say.
+        """
         if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
             return None
         encoded_payload, encoded_signature = token.split(".")
@@ -113,8 +126,6 @@ class SessionSigner:
             return None
         if not hmac.compare_digest(claims["pw"], self._fingerprint(username)):
             return None
-        if claims["sid"] in self._revoked:
-            return None
         return Session(
             username=username,
             session_id=claims["sid"],
@@ -122,8 +133,32 @@ class SessionSigner:
             expires_at=claims["exp"],
         )
 
+
+class RevokedSessions:
+    """Session ids signed out before their expiry, in the database until they expire."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.time) -> None:
+        """Use ``engine``'s console tables; ``clock`` returns Unix time (replaceable in tests)."""
+        self._engine = engine
+        self._clock = clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
     def revoke(self, session: Session) -> None:
-        """Refuse ``session`` from now on (until this process restarts)."""
-        now = int(self._clock())
-        self._revoked = {session_id: expiry for session_id, expiry in self._revoked.items() if expiry > now}
-        self._revoked[session.session_id] = session.expires_at
+        """Refuse ``session`` from now on, in every console process and after restarts."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        statement = self._insert(revoked_sessions).values(
+            session_id=session.session_id,
+            expires_at=datetime.fromtimestamp(session.expires_at, UTC),
+        )
+        with self._engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_nothing(index_elements=["session_id"]))
+            # An expired token is refused anyway: its sign-out need not be kept.
+            conn.execute(revoked_sessions.delete().where(revoked_sessions.c.expires_at <= now))
+
+    def is_revoked(self, session: Session) -> bool:
+        """Return whether ``session`` was signed out."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(revoked_sessions.c.session_id).where(revoked_sessions.c.session_id == session.session_id)
+            ).first()
+        return found is not None

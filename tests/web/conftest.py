@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from sanic import Sanic
 from bot.escalation.store import Escalation, EscalationStore, escalations
 from bot.web.app import create_app
 from bot.web.config import ConsoleConfig
+from bot.web.database import open_console_engine
 from bot.web.passwords import hash_password
 
 from .harness import AsgiClient
@@ -207,3 +208,52 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
 def postgres_config(config: ConsoleConfig, postgres_url: str, postgres_schema: str) -> ConsoleConfig:
     """Return the console config pointed at the fresh PostgreSQL schema."""
     return replace(config, db_url=postgres_url, db_schema=postgres_schema)
+
+
+# The console's own tables, on SQLite and on PostgreSQL -------------------------
+
+
+@dataclass(frozen=True)
+class ConsoleDatabase:
+    """A fresh escalation database: its URL and, on PostgreSQL, the schema of its tables."""
+
+    url: str
+    schema: str | None = None
+
+    @property
+    def dialect(self) -> str:
+        """Return 'sqlite' or 'postgresql'."""
+        return sa.engine.make_url(self.url).get_backend_name()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def console_database(request: pytest.FixtureRequest, db_url: str) -> Iterator[ConsoleDatabase]:
+    """Yield a fresh database: a SQLite file, or a PostgreSQL schema dropped after."""
+    if request.param == "sqlite":
+        yield ConsoleDatabase(db_url)
+        return
+    url = request.getfixturevalue("postgres_url")
+    with _postgres_schema(url) as schema:
+        yield ConsoleDatabase(url, schema)
+
+
+@pytest.fixture
+def console_engine(console_database: ConsoleDatabase) -> Iterator[sa.engine.Engine]:
+    """Return an engine on the console's tables in the fresh database."""
+    engine = open_console_engine(console_database.url, console_database.schema)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def any_config(config: ConsoleConfig, console_database: ConsoleDatabase) -> ConsoleConfig:
+    """Return the console config on the fresh SQLite or PostgreSQL database."""
+    return replace(config, db_url=console_database.url, db_schema=console_database.schema)
+
+
+@pytest.fixture
+def signed_in_ben(config: ConsoleConfig, start_client: Callable[..., AsgiClient]) -> AsgiClient:
+    """Return a second client, on its own app, signed in as clinician 'ben'."""
+    client = start_client(config)
+    sign_in(client, "ben")
+    return client

@@ -105,9 +105,10 @@ class AsgiClient:
         assert reply.result()["type"] == "lifespan.startup.complete"
 
     def close(self) -> None:
-        """Run the shutdown listeners and close the loop."""
-        if self._lifespan is not None:
+        """Run the shutdown listeners and close the loop (again: nothing happens)."""
+        if self._lifespan is not None and not self.loop.is_closed():
             self.loop.run_until_complete(self._stop())
+        self._lifespan = None
         self.loop.close()
 
     async def _stop(self) -> None:
@@ -135,6 +136,20 @@ class AsgiClient:
         send_cookies: bool = True,
     ) -> Response:
         """Send one request and return the response; Set-Cookie updates the jar."""
+        return self.run(self.send_later(method, path, json_body=json_body, body=body, headers=headers,
+                                        send_cookies=send_cookies))
+
+    def send_later(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        send_cookies: bool = True,
+    ) -> asyncio.Task[Response]:
+        """Start a request on the client's loop and return its task (see ``run``), for concurrent requests."""
         all_headers = {"host": self.host}
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -142,9 +157,17 @@ class AsgiClient:
         if send_cookies and self.cookies:
             all_headers["cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         all_headers.update({key.lower(): value for key, value in (headers or {}).items()})
-        response = self.loop.run_until_complete(self._send(method, path, all_headers, body or b""))
-        self._store_cookies(response)
-        return response
+
+        async def send() -> Response:
+            response = await self._send(method, path, all_headers, body or b"")
+            self._store_cookies(response)
+            return response
+
+        return self.loop.create_task(send())
+
+    def run(self, awaitable: Any) -> Any:
+        """Run the client's loop until ``awaitable`` is done and return its result."""
+        return self.loop.run_until_complete(awaitable)
 
     def get(self, path: str, **kwargs: Any) -> Response:
         """Send a GET request."""

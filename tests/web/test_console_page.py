@@ -10,6 +10,7 @@ import pytest
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, text
 
+from bot.escalation.store import HUMAN_REQUEST_CATEGORY, LEVELS, RISK_CATEGORIES
 from bot.web.app import create_app
 from bot.web.config import ConsoleConfig
 from bot.web.pages import STATIC_DIR
@@ -110,3 +111,14 @@ def test_another_blueprint_can_serve_the_root_page(config: ConsoleConfig) -> Non
         assert client.get("/console").status == 200
     finally:
         client.close()
+
+
+def test_the_page_takes_levels_and_categories_from_the_api() -> None:
+    """They are defined once, in the store; the page gets them from /api/vocabulary."""
+    script = (STATIC_DIR / "console.js").read_text(encoding="utf-8")
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    for value in (*LEVELS, *RISK_CATEGORIES, HUMAN_REQUEST_CATEGORY):
+        assert not re.search(rf"\b{value}\b", script), f"{value} is typed into console.js"
+        assert f'value="{value}"' not in page, value
+    assert "<option" not in page
+    assert 'api("GET", "/vocabulary")' in script

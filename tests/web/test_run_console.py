@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -48,6 +49,18 @@ def _request(
         return urllib.request.urlopen(request, timeout=5)
     except urllib.error.HTTPError as error:
         return error
+
+
+def _chunked_post(port: int, path: str, body: bytes, headers: dict) -> tuple[int, dict]:
+    """POST ``body`` without a Content-Length, in chunks, as a streaming client would."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        chunks = (body[start : start + 8192] for start in range(0, len(body), 8192))
+        connection.request("POST", path, body=chunks, headers=headers, encode_chunked=True)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
 
 
 def _wait_until_serving(base: str, server: subprocess.Popen) -> None:
@@ -107,6 +120,15 @@ def test_run_console_serves_over_real_http(
             )
             assert malformed.status == 400
             assert NOTE_TEXT.encode() not in malformed.read()
+
+            too_large = b'{"note": "' + NOTE_TEXT.encode() * 5000 + b'"}'
+            refused = _request(f"{base}/api/escalations/{escalation.id}/resolve", body=too_large, headers=auth)
+            assert refused.status == 413
+            assert json.load(refused) == {"error": {"status": 413, "message": "The request is too large."}}
+            assert _chunked_post(port, f"/api/escalations/{escalation.id}/resolve", too_large, auth) == (
+                413,
+                {"error": {"status": 413, "message": "The request is too large."}},
+            )
         finally:
             server.send_signal(signal.SIGINT)
             try:
