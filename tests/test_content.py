@@ -11,6 +11,8 @@ import pytest
 import yaml
 from rasa.shared.nlu.training_data.loading import load_data
 
+from bot.crisis import TEMPLATE_VARIABLES
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 HELDOUT = ROOT / "tests" / "heldout"
@@ -48,9 +50,12 @@ REGULATORY = re.compile(r"\bFDA\b|\blegal(?:ly)?\b|\bapproved\b|\bSchedule I\b",
 NOT_APPROVED = re.compile(r"\bnot (?:an )?approved\b", re.IGNORECASE)
 YEAR = re.compile(r"\b(?:19|20)\d{2}\b")
 EMERGENCY = re.compile(r"\bemergenc|\bin danger\b|\bambulance\b", re.IGNORECASE)
-HARDCODED_NUMBER = re.compile(r"(?<![\d,.])(?:911|999|000|112|988|116 ?123|13 ?11 ?14)(?![\d,])")
+HARDCODED_NUMBER = re.compile(
+    r"(?<![\d,.])(?:911|999|000|112|988|111|116 ?123|13 ?11 ?14|13 ?11 ?26|838255|85258|1-?800-?222-?1222"
+    r"|1-?800-?799-?7233|88788|0808 ?2000 ?247|1800 ?737 ?732|1800 ?011 ?046|0800 ?138 ?1619)(?![\d,])"
+)
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-KNOWN_PLACEHOLDERS = {"emergency_number", "crisis_line", "region_name", "region"}
+KNOWN_PLACEHOLDERS = set(TEMPLATE_VARIABLES)
 
 
 def _yaml(path: Path) -> Dict[str, Any]:
@@ -189,6 +194,7 @@ def test_crisis_responses_give_the_emergency_number():
     for name in crisis:
         for variation in responses[name]:
             assert "{emergency_number}" in variation.get("text", ""), name
+            assert "not an emergency service" in " ".join(variation.get("text", "").split()), name
 
 
 # --- Held-out sets stay held out --------------------------------------------------------
