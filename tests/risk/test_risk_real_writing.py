@@ -28,6 +28,7 @@ def _flag(screen: RiskScreen, text: str) -> Optional[str]:
         ("would my whole box of sleeping pills be enough to die", "urgent/suicide/suicide.lethal_amount"),
         ("I have 90 of my diazepam put aside", "urgent/suicide/suicide.lethal_amount"),
         ("I've been saving up months of my tramadol", "urgent/suicide/suicide.lethal_amount"),
+        ("would a pack of my zopiclone be too much to come back from", "urgent/suicide/suicide.lethal_amount"),
         ("if I took them all at once would that be it", "urgent/suicide/suicide.take_them_all"),
         ("what if I mixed all of them with wine, would I sleep forever", "urgent/suicide/suicide.take_them_all"),
         # Firearm slang and means at hand.
@@ -42,6 +43,7 @@ def _flag(screen: RiskScreen, text: str) -> Optional[str]:
         ("how long are the sessions? doubt I'll be here that long", "priority/suicide/suicide.not_around_for_it"),
         ("not that I'll still be alive by then", "priority/suicide/suicide.not_around_for_it"),
         ("there's no point in any more therapy for me", "priority/suicide/suicide.not_around_for_it"),
+        ("where's the nearest clinic? pointless really, I won't be alive", "priority/suicide/suicide.not_here_anyway"),
         # Goodbyes for good, and possessions given away.
         ("thanks for everything. let dad know I love him. bye", "priority/suicide/suicide.farewell"),
         ("tell my wife it was never her fault. goodbye", "urgent/suicide/suicide.farewell"),
@@ -88,6 +90,8 @@ def test_real_writing_is_flagged(screen: RiskScreen, text: str, expected: str) -
         "I'm not going anywhere, I'll wait as long as the approval takes",
         "is there any point in treatment if I'm already on SSRIs?",
         "the climbing rope is in the garage",
+        "I won't be here next week anyway because I'm on a work trip",
+        "I won't be around on monday, does that matter for booking?",
         # suicide.farewell / giving_away: ordinary goodbyes and donations.
         "thanks, that was helpful. bye!",
         "tell my therapist I'm sorry I missed the appointment, bye",
