@@ -53,7 +53,7 @@ def _flag(screen: RiskScreen, text: str) -> Optional[str]:
         ("found a new home for my rabbit so she's looked after", "priority/suicide/suicide.giving_away"),
         # Self-harm and violence described in passing.
         ("I've got new burns on my arm, will the doctors see them", "priority/self_harm/self_harm.fresh_wounds"),
-        ("i bang my head against the wall until it bleeds", "priority/self_harm/self_harm.hitting_things"),
+        ("i hit my head on the bathroom floor till it bleeds", "priority/self_harm/self_harm.hitting_things"),
         ("punching the mirror till my knuckles split", "priority/self_harm/self_harm.hitting_things"),
         ("I smack my kids when the rage comes", "priority/harm_to_others/harm_to_others.thoughts"),
         ("i nearly strangled him in my sleep", "priority/harm_to_others/harm_to_others.thoughts"),
@@ -77,7 +77,7 @@ def test_real_writing_is_flagged(screen: RiskScreen, text: str, expected: str) -
     [
         # suicide.lethal_amount / take_them_all: dosing and safety questions.
         "how much of my sertraline should I stop before the trial?",
-        "how many of my sessions will it take to not wake up with nightmares",
+        "how much of my therapy will it take before I never wake up in a panic",
         "do I take all my blood pressure meds on the dosing day?",
         "I've saved up six months of my pay for this",
         "is one pill of MDMA enough to cause an overdose?",
@@ -87,13 +87,13 @@ def test_real_writing_is_flagged(screen: RiskScreen, text: str, expected: str) -
         # suicide.ending_dated / not_around_for_it: away, busy, or just impatient.
         "I won't be here after friday because I'm on holiday, can we talk next month?",
         "I won't be around next week as I'm visiting my sister",
-        "I'm not going anywhere, I'll wait as long as the approval takes",
+        "I'm in this for the long haul, happy to wait for approval",
         "is there any point in treatment if I'm already on SSRIs?",
         "the climbing rope is in the garage",
         "I won't be here next week anyway because I'm on a work trip",
         "I won't be around on monday, does that matter for booking?",
         # suicide.farewell / giving_away: ordinary goodbyes and donations.
-        "thanks, that was helpful. bye!",
+        "cheers for the info, bye!",
         "tell my therapist I'm sorry I missed the appointment, bye",
         "please tell my mum I love her cooking",
         "we're giving away the kids' old bikes to charity",
@@ -115,7 +115,7 @@ def test_real_writing_is_flagged(screen: RiskScreen, text: str, expected: str) -
         "really shot myself in the foot forgetting to send the form",
         "my heart skipped a beat when the clinic called",
         "that bill nearly gave me a heart attack",
-        "my husband will kill me if I blow the budget on this",
+        "my mum will kill me if I waste my birthday money on this",
         "I work in an ER and treat overdoses every week, how is the trial dose different?",
     ],
 )
