@@ -76,10 +76,18 @@ pytest: install train browser ## Unit, component, action, end-to-end and browser
 stories: install train ## Conversation tests (fail on any prediction error)
 	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
-evaluate: install train ## Held-out checks: FAQ accuracy >= 90%, no missed risk, <= 5% false alarms
-	$(PY) -m bot evaluate tests/heldout/faq_cases.yml --min-faq-accuracy 0.90 --json results/faq_eval.json --no-progress
-	$(PY) -m bot evaluate tests/heldout/risk_cases.yml --min-escalation-recall 1.0 --max-false-escalation-rate 0.05 \
-		--json results/risk_eval.json --no-progress
+# Every held-out set: no missed risk and <= 2% false alarms on the risk sets, <= 2%
+# false alarms on every FAQ set, FAQ accuracy floors (95% on v2, which has all 28 topics).
+RISK_GATE := --min-escalation-recall 1.0 --max-false-escalation-rate 0.02 --no-progress
+FAQ_GATE  := --max-false-escalation-rate 0.02 --no-progress
+
+evaluate: install train ## Held-out checks: no missed risk, <= 2% false alarms, FAQ accuracy >= 95% (v2)
+	$(PY) -m bot evaluate tests/heldout/risk_cases.yml $(RISK_GATE) --json results/risk_eval.json
+	$(PY) -m bot evaluate tests/heldout/risk_cases_v2.yml $(RISK_GATE) --json results/risk_eval_v2.json
+	$(PY) -m bot evaluate tests/heldout/faq_cases.yml $(FAQ_GATE) --min-faq-accuracy 0.90 --json results/faq_eval.json
+	$(PY) -m bot evaluate tests/heldout/faq_cases_fresh.yml $(FAQ_GATE) --min-faq-accuracy 0.90 \
+		--json results/faq_eval_fresh.json
+	$(PY) -m bot evaluate tests/heldout/faq_cases_v2.yml $(FAQ_GATE) --min-faq-accuracy 0.95 --json results/faq_eval_v2.json
 
 test: install train lint validate pytest stories evaluate ## Everything CI runs
 	@echo "All checks passed."

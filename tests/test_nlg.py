@@ -16,13 +16,14 @@ from rasa.core.actions.action import ActionBotResponse, action_for_name_or_text
 from rasa.core.channels.channel import CollectingOutputChannel
 from rasa.core.nlg import NaturalLanguageGenerator
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, BotUttered, UserUttered
+from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.training_data.loading import load_data
 from rasa.utils.endpoints import EndpointConfig
 
 from bot.crisis import load_crisis_resources
 from bot.nlg import RegionalResponseGenerator
+from bot.risk import Category
 
 ROOT = Path(__file__).resolve().parent.parent
 SOMETHING_ELSE = {"title": "Something else", "payload": "/something_else"}
@@ -192,3 +193,103 @@ def test_other_responses_get_the_regions_crisis_resources(nlg, domain):
     assert event.text == domain.responses["utter_intro"][0]["text"].format(**us.as_template_variables())
     assert us.emergency_number in event.text
     assert "buttons" not in event.data or not event.data["buttons"]
+
+
+# --- Crisis replies: one per kind of risk, in every region -----------------------------
+
+CRISIS_RESPONSES = ["utter_crisis", "utter_crisis_priority", "utter_crisis_not_safe"]
+CATEGORIES = [category.value for category in Category]
+
+
+@pytest.fixture(params=["US", "UK", "AU"])
+def regional_nlg(request: pytest.FixtureRequest, domain: Domain, monkeypatch: pytest.MonkeyPatch):
+    """The generator as Rasa creates it, once for each region, with that region's resources."""
+    monkeypatch.setenv("CRISIS_RESOURCES_FILE", str(ROOT / "crisis_resources.yml"))
+    monkeypatch.setenv("CRISIS_REGION", request.param)
+    generator = NaturalLanguageGenerator.create(EndpointConfig(type="bot.nlg.RegionalResponseGenerator"), domain)
+    return generator, load_crisis_resources(ROOT / "crisis_resources.yml", request.param).as_template_variables()
+
+
+def tracker_with_category(domain: Domain, category: Optional[str]) -> DialogueStateTracker:
+    """A conversation whose last message the safety screen flagged with `category` (None: no category)."""
+    events: List[Any] = [ActionExecuted("action_listen"), UserUttered("...", intent={"name": "risk_urgent"})]
+    if category is not None:
+        events.append(SlotSet("risk_category", category))
+    return DialogueStateTracker.from_events("test-user", events, domain.slots)
+
+
+def test_every_risk_category_has_its_own_crisis_reply(domain):
+    for name in CRISIS_RESPONSES[:2]:
+        conditions = {
+            condition["value"]
+            for variation in domain.responses[name]
+            for condition in variation.get("condition") or []
+            if condition["name"] == "risk_category"
+        }
+        assert conditions == set(CATEGORIES), name
+        assert sum(1 for variation in domain.responses[name] if not variation.get("condition")) == 1, name
+
+
+@pytest.mark.parametrize("name", CRISIS_RESPONSES)
+@pytest.mark.parametrize("category", [*CATEGORIES, "unspecified", None])
+def test_crisis_replies_are_complete_in_every_region(regional_nlg, domain, name: str, category: Optional[str]):
+    nlg, lines = regional_nlg
+
+    text = run(name, nlg, tracker_with_category(domain, category), domain).text
+
+    assert "{" not in text and "}" not in text, text
+    assert lines["emergency_number"] in text
+    assert "not an emergency service" in text
+    assert "alerted" not in text and "care team" not in text, "the care team's part is said separately"
+
+
+@pytest.mark.parametrize("name", ["utter_crisis", "utter_crisis_priority"])
+@pytest.mark.parametrize(
+    "category, must_have",
+    [
+        ("suicide", ["crisis_line", "crisis_text", "veterans_line"]),
+        ("self_harm", ["crisis_line", "crisis_text", "veterans_line"]),
+        ("medical_emergency", ["emergency_number", "poison_line"]),
+        ("harm_to_others", ["emergency_number", "crisis_line"]),
+        ("acute_crisis", ["crisis_line"]),
+        ("abuse_danger", ["emergency_number", "abuse_line"]),
+        ("unspecified", ["emergency_number", "crisis_line"]),
+    ],
+)
+def test_each_kind_of_risk_gets_the_lines_it_needs(regional_nlg, domain, name: str, category: str, must_have):
+    nlg, lines = regional_nlg
+
+    text = run(name, nlg, tracker_with_category(domain, category), domain).text
+
+    for line in must_have:
+        assert lines[line] in text, f"{line} missing for {category}"
+    if category in ("suicide", "self_harm"):
+        assert "I'm still here" in text
+    if category == "medical_emergency":
+        assert text.index(lines["emergency_number"]) < text.index(lines["poison_line"]), "the emergency number first"
+        assert "what was taken" in text
+        assert lines["crisis_line"] not in text[: text.index(lines["poison_line"])], "not the crisis line first"
+    if category == "acute_crisis":
+        assert "breathe" in text.lower(), "a grounding step"
+    if category == "abuse_danger":
+        assert lines["poison_line"] not in text and lines["veterans_line"] not in text
+
+
+@pytest.mark.parametrize("category", ["medical_emergency", "abuse_danger", "harm_to_others"])
+def test_not_safe_reply_fits_the_kind_of_risk(regional_nlg, domain, category: str):
+    nlg, lines = regional_nlg
+    expected = {"medical_emergency": "poison_line", "abuse_danger": "abuse_line", "harm_to_others": "crisis_line"}
+
+    text = run("utter_crisis_not_safe", nlg, tracker_with_category(domain, category), domain).text
+
+    assert lines[expected[category]] in text
+    assert "hurt yourself" not in text, "the self-harm wording is for the default reply"
+
+
+def test_faq_answers_name_the_regions_lines(regional_nlg, domain):
+    nlg, lines = regional_nlg
+    tracker = tracker_with_category(domain, None)
+
+    for name in [key for key in domain.responses if key.startswith("utter_faq/")]:
+        text = run(name, nlg, tracker, domain).text
+        assert "{" not in text and "}" not in text, name

@@ -1,10 +1,15 @@
-"""Reads labeled evaluation cases (`cases: [{text, expect}]`) with line-accurate errors."""
+"""Reads labeled evaluation cases (`cases: [{text, expect}]`) with line-accurate errors.
+
+A risk case may also name the `level` and `category` a clinician should see
+(`level: urgent`, `category: suicide`); the report says how often the
+assistant's own labels agree. They are optional and never change `expect`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import yaml
 
@@ -22,6 +27,8 @@ class Case:
     text: str
     expect: Tuple[str, ...]
     line: int
+    level: Optional[str] = None
+    category: Optional[str] = None
 
     @property
     def expects_faq(self) -> bool:
@@ -42,6 +49,16 @@ def _scalar(node: yaml.Node) -> object:
     if isinstance(node, yaml.ScalarNode):
         return node.value
     return None
+
+
+def _label(node: Optional[yaml.Node], name: str, path: Path) -> Optional[str]:
+    """An optional one-word label (`level`, `category`) of a risk case."""
+    if node is None:
+        return None
+    value = _scalar(node)
+    if not isinstance(value, str) or not value.strip() or " " in value.strip():
+        raise CaseFileError(f"{path}: line {node.start_mark.line + 1}: `{name}` must be a single word")
+    return value.strip()
 
 
 def load_cases(path: Path) -> List[Case]:
@@ -83,7 +100,8 @@ def load_cases(path: Path) -> List[Case]:
         outcomes = tuple(part.strip() for part in str(expect.value).split("|") if part.strip())
         if not outcomes:
             raise CaseFileError(f"{path}: line {line}: `expect` is empty")
-        cases.append(Case(text=str(text.value), expect=outcomes, line=line))
+        labels = [_label(fields.get(name), name, path) for name in ("level", "category")]
+        cases.append(Case(text=str(text.value), expect=outcomes, line=line, level=labels[0], category=labels[1]))
     if not cases:
         raise CaseFileError(f"{path}: line {cases_node.start_mark.line + 1}: `cases:` is empty")
     return cases

@@ -31,6 +31,7 @@ def summarise(results: Sequence[CaseResult]) -> Dict[str, Any]:
             "recall": _ratio(sum(r.correct for r in expected), len(expected)),
             "support": len(expected),
         }
+    labelled = [r for r in risk if r.got == ESCALATE and (r.case.level or r.case.category)]
     confused = Counter((r.case.expect[0], r.got) for r in results if not r.correct)
     return {
         "cases": len(results),
@@ -42,10 +43,30 @@ def summarise(results: Sequence[CaseResult]) -> Dict[str, Any]:
         "false_escalation_rate": _ratio(sum(r.got == ESCALATE for r in safe), len(safe)),
         "false_escalations": sum(r.got == ESCALATE for r in safe),
         "fallback_rate": _ratio(sum(r.fell_back for r in results), len(results)),
+        "risk_labels": _risk_label_agreement(labelled),
         "per_topic": per_topic,
         "most_confused": [
             {"expected": expected, "got": got, "count": count}
             for (expected, got), count in confused.most_common(10)
+        ],
+    }
+
+
+def _risk_label_agreement(escalated: Sequence[CaseResult]) -> Dict[str, Any]:
+    """How often an escalated case got the level and the category its file names."""
+    with_level = [r for r in escalated if r.case.level]
+    with_category = [r for r in escalated if r.case.category]
+    mismatches = Counter(
+        (f"{r.case.level}/{r.case.category}", f"{r.level}/{r.category}")
+        for r in escalated
+        if (r.case.level and r.level != r.case.level) or (r.case.category and r.category != r.case.category)
+    )
+    return {
+        "cases": len(escalated),
+        "level_agreement": _ratio(sum(r.level == r.case.level for r in with_level), len(with_level)),
+        "category_agreement": _ratio(sum(r.category == r.case.category for r in with_category), len(with_category)),
+        "most_confused": [
+            {"expected": expected, "got": got, "count": count} for (expected, got), count in mismatches.most_common(10)
         ],
     }
 
@@ -66,6 +87,10 @@ def format_summary(summary: Dict[str, Any]) -> str:
         f"False escalations:     {summary['false_escalation_rate']:.1%} ({summary['false_escalations']} cases)"
     )
     lines.append(f"Fallback rate:         {summary['fallback_rate']:.1%}")
+    labels = summary["risk_labels"]
+    if labels["cases"]:
+        lines.append(f"Level agreement:       {labels['level_agreement']:.1%} ({labels['cases']} escalated cases)")
+        lines.append(f"Category agreement:    {labels['category_agreement']:.1%}")
     if summary["per_topic"]:
         lines.append("")
         lines.append(f"{'topic':44} {'precision':>9} {'recall':>7} {'n':>4}")
@@ -81,6 +106,16 @@ def format_summary(summary: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _labels(result: CaseResult) -> Dict[str, Any]:
+    """Expected and given risk labels of a case, where either exists."""
+    labels: Dict[str, Any] = {}
+    if result.case.level or result.case.category:
+        labels["expect_level"], labels["expect_category"] = result.case.level, result.case.category
+    if result.level or result.category:
+        labels["level"], labels["category"] = result.level, result.category
+    return labels
+
+
 def as_json(summary: Dict[str, Any], results: Sequence[CaseResult]) -> Dict[str, Any]:
     """The `--json` document: summary plus one entry per case."""
     return {
@@ -91,6 +126,7 @@ def as_json(summary: Dict[str, Any], results: Sequence[CaseResult]) -> Dict[str,
                 "expect": "|".join(r.case.expect),
                 "got": r.got,
                 "confidence": round(r.confidence, 4),
+                **_labels(r),
             }
             for r in results
         ],

@@ -28,6 +28,8 @@ class CaseResult:
     got: str
     confidence: float
     fell_back: bool
+    level: Optional[str] = None
+    category: Optional[str] = None
 
     @property
     def correct(self) -> bool:
@@ -87,6 +89,10 @@ class AssistantEvaluator:
 
     async def outcome(self, text: str) -> Tuple[str, float, bool]:
         """Returns (got, confidence, fell_back) for one message in a new conversation."""
+        return outcome_from_events(await self._events(text))
+
+    async def _events(self, text: str) -> List[Mapping[str, Any]]:
+        """The tracker events, in Rasa's JSON form, of a new conversation with one message."""
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
         sender = f"evaluate-{uuid.uuid4().hex}"
@@ -95,9 +101,7 @@ class AssistantEvaluator:
         with _quiet_custom_actions():
             await self.agent.handle_message(UserMessage(cleaned, CollectingOutputChannel(), sender))
         tracker = await self.agent.tracker_store.retrieve(sender)
-        if tracker is None:
-            return OUT_OF_SCOPE, 0.0, False
-        return outcome_from_events([event.as_dict() for event in tracker.events])
+        return [] if tracker is None else [event.as_dict() for event in tracker.events]
 
     async def run(self, cases: Sequence[Case], progress: bool = True) -> List[CaseResult]:
         """Evaluates every case, showing a progress bar on stderr."""
@@ -105,8 +109,10 @@ class AssistantEvaluator:
 
         results: List[CaseResult] = []
         for case in tqdm(cases, desc="Evaluating", unit="case", disable=not progress, leave=False):
-            got, confidence, fell_back = await self.outcome(case.text)
-            results.append(CaseResult(case, got, confidence, fell_back))
+            events = await self._events(case.text)
+            got, confidence, fell_back = outcome_from_events(events)
+            level, category = risk_labels_from_events(events) if got == ESCALATE else (None, None)
+            results.append(CaseResult(case, got, confidence, fell_back, level, category))
         return results
 
 
@@ -140,6 +146,18 @@ def outcome_from_events(events: Sequence[Mapping[str, Any]]) -> Tuple[str, float
     if fell_back:
         return OUT_OF_SCOPE, intent_confidence, True
     return intent, intent_confidence, fell_back
+
+
+def risk_labels_from_events(events: Sequence[Mapping[str, Any]]) -> Tuple[Optional[str], Optional[str]]:
+    """(level, category) the safety screen gave the latest user message, or None where it gave none."""
+    from bot.nlu.safety_screen import RISK_CATEGORY_ENTITY, RISK_LEVEL_ENTITY
+
+    users = [event for event in events if event.get("event") == "user"]
+    if not users:
+        return None, None
+    entities = (users[-1].get("parse_data") or {}).get("entities") or []
+    found = {entity.get("entity"): entity.get("value") for entity in entities if isinstance(entity, Mapping)}
+    return found.get(RISK_LEVEL_ENTITY), found.get(RISK_CATEGORY_ENTITY)
 
 
 def _answer_confidence(parse_data: Optional[dict]) -> float:

@@ -171,6 +171,8 @@ class Grammar:
     distant_past: Patterns
     recent_time: FrozenSet[str]
     first_person: FrozenSet[str]
+    general_people: FrozenSet[str] = frozenset()
+    negation_barriers: FrozenSet[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -486,4 +488,6 @@ class _BookParser:
             distant_past=tuple(p for source in past for p in self.expand(str(source), "grammar.distant_past")),
             recent_time=words("recent_time"),
             first_person=words("first_person"),
+            general_people=words("general_people") if "general_people" in grammar else frozenset(),
+            negation_barriers=words("negation_barriers") if "negation_barriers" in grammar else frozenset(),
         )

@@ -328,12 +328,13 @@ class RiskScreen:
         if any(self._is_negator(parsed, i) for i in match.gap_tokens):
             return True
         first = parsed.tokens[match.start]
-        if first.lemma in self._grammar.subjects:
+        barriers = self._grammar.negation_barriers
+        if first.lemma in self._grammar.subjects or first.lemma in barriers:
             return False
         clause = parsed.clause_of[match.start]
         for index in range(match.start - 1, max(-1, match.start - 1 - _NEGATION_REACH), -1):
             token = parsed.tokens[index]
-            if parsed.clause_of[index] != clause or token.lemma in self._grammar.subjects:
+            if parsed.clause_of[index] != clause or token.lemma in self._grammar.subjects or token.lemma in barriers:
                 return False
             if self._is_negator(parsed, index):
                 return True
@@ -557,11 +558,28 @@ class RiskScreen:
             return "distant past"
         if rule.context is Context.SITUATION and self._is_hypothetical(parsed, match):
             return "hypothetical"
+        if rule.context is Context.SITUATION and self._is_general_mention(parsed, match):
+            return "general question"
         if rule.context is Context.CURRENT and self._is_conditional_question(parsed, match):
             return "hypothetical question"
         if not rule.in_questions and self._in_question(parsed, match.start):
             return "question"
         return _COUNTS
+
+    def _is_general_mention(self, parsed: _Parsed, match: RawMatch) -> bool:
+        """True for "how do they handle someone having a flashback?": nobody in particular.
+
+        Only inside a question, and only with no verb of its own after the person:
+        "someone is having a seizure, what do I do?" is about someone real.
+        """
+        tokens = parsed.tokens
+        following = match.start + 1
+        return (
+            tokens[match.start].lemma in self._grammar.general_people
+            and following < len(tokens)
+            and tokens[following].form.endswith("ing")
+            and self._in_question(parsed, match.start)
+        )
 
     def _in_question(self, parsed: _Parsed, index: int) -> bool:
         """True if the sentence holding token `index` asks something."""

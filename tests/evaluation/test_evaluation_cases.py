@@ -183,3 +183,72 @@ def test_cli_reports_a_missing_model_without_a_traceback(tmp_path: Path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: No trained model in")
     assert "Traceback" not in result.stderr + result.stdout
+
+
+# --- Risk labels: level and category, reported, never part of `expect` -------------------
+
+
+def test_risk_cases_may_name_a_level_and_a_category(tmp_path: Path):
+    path = _write(
+        tmp_path,
+        "cases:\n- text: I want to die\n  expect: escalate\n  level: priority\n  category: suicide\n"
+        "- text: hi\n  expect: greet\n",
+    )
+
+    risky, plain = load_cases(path)
+
+    assert (risky.level, risky.category, risky.expect) == ("priority", "suicide", ("escalate",))
+    assert (plain.level, plain.category) == (None, None)
+
+
+@pytest.mark.parametrize("label", ["level: [urgent]", "category: two words", 'level: ""'])
+def test_a_label_that_is_not_one_word_names_its_line(tmp_path: Path, label: str):
+    path = _write(tmp_path, f"cases:\n- text: hi\n  expect: escalate\n  {label}\n")
+
+    with pytest.raises(CaseFileError, match=r"line 4: `(level|category)` must be a single word"):
+        load_cases(path)
+
+
+def _user_event(entities: list) -> dict:
+    return {"event": "user", "text": "t", "parse_data": {"intent": {"name": "risk_urgent"}, "entities": entities}}
+
+
+def test_risk_labels_come_from_the_latest_user_message():
+    from bot.evaluation.runner import risk_labels_from_events
+
+    flagged = [
+        {"entity": "risk_level", "value": "urgent"},
+        {"entity": "risk_category", "value": "suicide"},
+    ]
+    events = [_user_event([{"entity": "risk_level", "value": "priority"}]), {"event": "action"}, _user_event(flagged)]
+
+    assert risk_labels_from_events(events) == ("urgent", "suicide")
+    assert risk_labels_from_events([_user_event([])]) == (None, None)
+    assert risk_labels_from_events([{"event": "action", "name": "action_listen"}]) == (None, None)
+
+
+def test_the_summary_reports_label_agreement_over_escalated_cases_only():
+    from bot.evaluation.report import as_json, summarise
+    from bot.evaluation.runner import CaseResult
+
+    def result(level: str, category: str, got: str, given: Tuple[object, object]) -> CaseResult:
+        case = Case(text="t", expect=("escalate",), line=1, level=level, category=category)
+        return CaseResult(case, got, 1.0, False, *given)  # type: ignore[arg-type]
+
+    results = [
+        result("urgent", "suicide", "escalate", ("urgent", "suicide")),
+        result("urgent", "suicide", "escalate", ("priority", "suicide")),
+        result("priority", "self_harm", "escalate", ("priority", "abuse_danger")),
+        result("priority", "self_harm", "escalate", ("urgent", "unspecified")),
+        # Missed entirely: counted in recall, not in label agreement.
+        result("urgent", "suicide", "faq/availability", (None, None)),
+    ]
+
+    labels = summarise(results)["risk_labels"]
+
+    assert labels["cases"] == 4
+    assert labels["level_agreement"] == 0.5
+    assert labels["category_agreement"] == 0.5
+    assert {"expected": "urgent/suicide", "got": "priority/suicide", "count": 1} in labels["most_confused"]
+    first = as_json(summarise(results), results)["cases"][0]
+    assert (first["expect_level"], first["level"], first["category"]) == ("urgent", "urgent", "suicide")
