@@ -473,7 +473,7 @@ class EscalationStore:
         elif connect_timeout_seconds is not None:
             connect_args["connect_timeout"] = max(1, round(connect_timeout_seconds))
         engine = sa.create_engine(
-            url, future=True, pool_pre_ping=True, connect_args=connect_args, **options
+            url, future=True, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args, **options
         )
         if url.get_backend_name() == "sqlite":
             sa.event.listen(engine, "connect", _configure_sqlite_connection)

@@ -41,7 +41,7 @@ class UnansweredStore:
     def __init__(self, db_url: str, engine: Optional[Engine] = None) -> None:
         """Prepares the engine; nothing connects until the first read or write."""
         self.url = sa.engine.make_url(db_url)
-        self._engine = engine or sa.create_engine(self.url, future=True)
+        self._engine = engine or sa.create_engine(self.url, future=True, hide_parameters=True)
         self._schema_ready = False
 
     def create_schema(self) -> None:

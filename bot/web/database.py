@@ -76,7 +76,7 @@ def open_console_engine(db_url: str, schema: str | None = None) -> Engine:
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         connect_args["timeout"] = SQLITE_BUSY_TIMEOUT_SECONDS
-    engine = sa.create_engine(url, future=True, pool_pre_ping=True, connect_args=connect_args)
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
     if dialect == "sqlite":
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
     if schema:

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from bot.services import Supervisor, service_environment
 from bot.settings import PROJECT_ROOT, Settings
-from tests.escalation.receivers import free_port
 from tests.escalation.conftest import postgres_url  # noqa: F401 - the fixture, started if down
+from tests.escalation.receivers import free_port
 from tests.servers import require_model, running_services, server_environment, write_endpoints
 
 RASA_PORT = free_port()

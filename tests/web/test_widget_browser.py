@@ -271,7 +271,7 @@ def test_a_conversation_on_a_phone(phone: Page, crisis: CrisisResources) -> None
     expect(header_crisis).to_be_visible()
     expect(chat.get_by_role("group", name="Suggested replies")).to_be_visible(timeout=REPLY_WAIT_MS)
     assert stored_session_id(phone) == session_id
-    assert user_texts_on_server(session_id) == [QUESTION, f"/faq/{topic}", RISK_MESSAGE]
+    assert user_texts_on_server(f"web:{session_id}") == [QUESTION, f"/faq/{topic}", RISK_MESSAGE]
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     phone.screenshot(path=str(SCREENSHOT))

@@ -19,7 +19,8 @@ from sanic.request import Request
 
 logger = logging.getLogger(__name__)
 
-_NUMBER_REPLY = re.compile(r"^\s*#?\s*(\d{1,2})\s*[.)]?\s*$")
+# Matched against stripped text: no leading or trailing whitespace runs to backtrack over.
+_NUMBER_REPLY = re.compile(r"#?[ \t]{0,3}(\d{1,2})[ \t]{0,3}[.)]?")
 
 
 def numbered_choices(buttons: Sequence[Dict[str, Any]]) -> str:
@@ -29,7 +30,7 @@ def numbered_choices(buttons: Sequence[Dict[str, Any]]) -> str:
 
 def chosen_payload(text: str, buttons: Sequence[Dict[str, Any]]) -> Optional[str]:
     """The payload of the button a number reply names, or None if the reply is not such a number."""
-    match = _NUMBER_REPLY.match(text or "")
+    match = _NUMBER_REPLY.fullmatch((text or "").strip())
     if not match:
         return None
     index = int(match.group(1)) - 1
@@ -41,7 +42,7 @@ def chosen_payload(text: str, buttons: Sequence[Dict[str, Any]]) -> Optional[str
 
 def looks_like_a_choice(text: Optional[str]) -> bool:
     """Whether `text` could name a numbered choice (so the tracker is worth reading)."""
-    return bool(text) and _NUMBER_REPLY.match(text or "") is not None
+    return bool(text) and _NUMBER_REPLY.fullmatch((text or "").strip()) is not None
 
 
 def tracker_store_of(request: Request) -> Optional[TrackerStore]:
