@@ -77,7 +77,8 @@ stories: install train ## Conversation tests (fail on any prediction error)
 	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
 # Every held-out set: no missed risk and <= 2% false alarms on the risk sets, <= 2%
-# false alarms on every FAQ set, FAQ accuracy floors (95% on v2, which has all 28 topics).
+# false alarms on every FAQ set, FAQ accuracy >= 90% on each FAQ set
+# (v2 has all 28 topics; the aim there is 95%).
 RISK_GATE := --min-escalation-recall 1.0 --max-false-escalation-rate 0.02 --no-progress
 FAQ_GATE  := --max-false-escalation-rate 0.02 --no-progress
 
