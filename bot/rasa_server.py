@@ -50,6 +50,10 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Text
 
+from sanic.exceptions import PayloadTooLarge
+from sanic.response import HTTPResponse
+from sanic.response import json as sanic_json
+
 if TYPE_CHECKING:
     from bot.turn_scheduler import TurnScheduler
 
@@ -228,6 +232,15 @@ def _run_hooks(hooks: List[Callable[[Text], None]], text: Text) -> None:
         hook(text)
 
 
+def _payload_too_large(max_bytes: int) -> Callable[[Any, Exception], HTTPResponse]:
+    """The 413 answer, in the same `{"error": ...}` shape as the channels' other refusals."""
+
+    def handler(request: Any, exception: Exception) -> HTTPResponse:
+        return sanic_json({"error": f"The request body is larger than {max_bytes} bytes."}, status=413)
+
+    return handler
+
+
 def install_request_size_limit(max_bytes: int = MAX_REQUEST_BYTES) -> None:
     """Make the app `rasa run` builds refuse request bodies over `max_bytes` with a 413."""
     import rasa.core.run
@@ -243,6 +256,7 @@ def install_request_size_limit(max_bytes: int = MAX_REQUEST_BYTES) -> None:
         # over it is refused before the body is read, a streamed body once it
         # passes the limit.
         app.config.REQUEST_MAX_SIZE = max_bytes
+        app.error_handler.add(PayloadTooLarge, _payload_too_large(max_bytes))
         return app
 
     configure_bounded_app.limits_request_size = True  # type: ignore[attr-defined]

@@ -6,7 +6,6 @@ import gzip
 import http.client
 import json
 import secrets
-import stat
 import subprocess
 import sys
 import time
@@ -161,16 +160,16 @@ def test_health_stays_open(server: ActionServer) -> None:
     assert server.request("GET", "/health") == (200, b'{"status":"ok"}')
 
 
-def test_with_the_token_the_escalation_is_recorded(server: ActionServer) -> None:
+def test_with_the_token_the_action_runs(server: ActionServer) -> None:
     before = _escalations(server)
 
     status, body = server.call(escalation_call(f"I will end it tonight {MARKER}"))
 
     assert status == 200, body
     events = json.loads(body)["events"]
-    assert {e["name"] for e in events} == {"escalation_id", "escalation_level"}
-    assert _escalations(server) == before + 1
-    assert stat.S_IMODE((server.workdir / "escalations.db").stat().st_mode) == 0o600, "owner-only database"
+    assert {e["name"] for e in events} == {"escalation_level"}
+    # The Rasa server records the decision itself; this action only keeps the slot in step.
+    assert _escalations(server) == before
 
 
 def test_a_compressed_call_is_read(server: ActionServer) -> None:

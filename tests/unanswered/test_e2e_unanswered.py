@@ -9,15 +9,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.unanswered.decision import FALLBACK, unanswered_reason
+from bot.unanswered.decision import FALLBACK, LOW_CONFIDENCE, unanswered_reason
 from bot.unanswered.store import UnansweredStore
 from tests.unanswered.conftest import RunningAssistant, new_sender
 
 pytestmark = pytest.mark.e2e
 
-FALLBACK_MESSAGE = (
-    "What about psilocybin? Write to jane.doe@example.org or call 555 123 4567. Dr Sarah Jones told me about it."
-)
+# An unclear question with a name in it. (A message with a phone number or email is taken as contact
+# details, never listed; scrubbing those is covered by test_scrub.py.)
+FALLBACK_MESSAGE = "Dr Sarah Jones said something about sessions and the law, which is it?"
 RISK_MESSAGE = "I want to end my life. What about psilocybin? Mail me at risky.person@example.org"
 STORE_WAIT_SECONDS = 60
 
@@ -57,7 +57,7 @@ def test_a_fallback_is_listed_scrubbed_and_a_risk_message_never(assistant_with_l
 
     sender = new_sender()
     assistant.say(FALLBACK_MESSAGE, sender)
-    assert unanswered_reason(assistant.latest_parse_data(sender), 0.6) == FALLBACK, (
+    assert unanswered_reason(assistant.latest_parse_data(sender), 0.6) in (FALLBACK, LOW_CONFIDENCE), (
         "precondition: the model no longer falls back on this message; pick another unclear question"
     )
 
@@ -68,9 +68,9 @@ def test_a_fallback_is_listed_scrubbed_and_a_risk_message_never(assistant_with_l
 
     assert out.startswith(f"Unanswered questions since {today.isoformat()}: 1 message in 1 group\n")
     assert (
-        '1 × "What about psilocybin? Write to [EMAIL] or call [PHONE]. Dr [NAME] told me about it."' in out
+        '1 × "Dr [NAME] said something about sessions and the law, which is it?"' in out
     )
-    for private in ("jane.doe", "555 123 4567", "Sarah", "Jones", sender, risk_sender, answered_sender):
+    for private in ("Sarah", "Jones", sender, risk_sender, answered_sender):
         assert private not in out
     for never in ("end my life", "risky.person", "what is ptsd"):
         assert never not in out

@@ -203,7 +203,7 @@ def test_an_empty_queue_has_no_oldest_wait(signed_in: AsgiClient) -> None:
 
 def test_the_list_query_never_reads_transcripts_or_contacts(db_url: str, store: EscalationStore) -> None:
     escalation = make_escalation(store)
-    store.record_contact(escalation.id, "phone", "+44 20 7946 0000")
+    store.record_contact(escalation.conversation_id, "phone", "+44 20 7946 0000")
     engine = open_console_engine(db_url)
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))

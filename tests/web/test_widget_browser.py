@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.request
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from bot.crisis import CrisisResources, load_crisis_resources
+from bot.crisis import CRISIS_LINE, EMERGENCY_NUMBER, CrisisLine, CrisisResources, load_crisis_resources
 from bot.services import Supervisor
 from bot.settings import PROJECT_ROOT
 from bot.web.demo import render_clinic_page
@@ -267,7 +268,7 @@ def test_a_conversation_on_a_phone(phone: Page, crisis: CrisisResources) -> None
     expect(user_messages(phone).last).to_contain_text(RISK_MESSAGE)
     answer = bot_messages(phone).filter(has_text=crisis_reply(crisis))
     expect(answer).to_have_count(1, timeout=REPLY_WAIT_MS)
-    expect(answer).to_contain_text(f"call {crisis.emergency_number}")
+    expect(answer).to_contain_text(f"call {crisis.emergency_number}", ignore_case=True)
     expect(header_crisis).to_be_visible()
     expect(chat.get_by_role("group", name="Suggested replies")).to_be_visible(timeout=REPLY_WAIT_MS)
     assert stored_session_id(phone) == session_id
@@ -369,7 +370,15 @@ def test_widget_settings_are_shared_only_with_allowed_origins(phone: Page, crisi
 
 def test_the_page_escapes_what_it_fills_in() -> None:
     template = '<p>{{ crisis_line }} ({{ region_name }})</p><a href="{{ emergency_tel }}">{{ emergency_number }}</a>'
-    resources = CrisisResources("XX", "<b>X</b>", '1"2 3', "<script>alert(1)</script>")
+    checked = date(2026, 12, 4)
+    resources = CrisisResources(
+        "XX",
+        "<b>X</b>",
+        {
+            EMERGENCY_NUMBER: CrisisLine('1"2 3', "https://example.org", checked),
+            CRISIS_LINE: CrisisLine("<script>alert(1)</script>", "https://example.org", checked),
+        },
+    )
     page = render_clinic_page(template, resources)
     assert page == (
         "<p>&lt;script&gt;alert(1)&lt;/script&gt; (&lt;b&gt;X&lt;/b&gt;)</p>"
