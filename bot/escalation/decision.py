@@ -138,7 +138,7 @@ def latest_turn(events: Sequence[Event]) -> Optional[Turn]:
     """The latest user message with the bot action it answered; None before the first message."""
     for index in range(len(events) - 1, -1, -1):
         event = events[index]
-        if not isinstance(event, Mapping) or event.get("event") != "user":
+        if event.get("event") != "user":
             continue
         parse_data = event.get("parse_data") or {}
         intent = (parse_data.get("intent") or {}).get("name")
