@@ -77,19 +77,19 @@ stories: install train ## Conversation tests (fail on any prediction error)
 	$(RASA) test core --stories tests/test_stories.yml --fail-on-prediction-errors --out results/stories
 
 # Every held-out set: no missed risk and <= 2% false alarms on the risk sets, <= 2%
-# false alarms on every FAQ set, FAQ accuracy >= 90% on each FAQ set
-# (v2 has all 28 topics; the aim there is 95%).
+# false alarms on every FAQ set, FAQ accuracy >= 90% on the
+# two older FAQ sets and >= 93% on v2 (all 28 topics; 95% there today).
 RISK_GATE := --min-escalation-recall 1.0 --max-false-escalation-rate 0.02 --no-progress
 FAQ_GATE  := --max-false-escalation-rate 0.02 --no-progress
 
-evaluate: install train ## Held-out checks: no missed risk, <= 2% false alarms, FAQ accuracy >= 90%
+evaluate: install train ## Held-out checks: no missed risk, <= 2% false alarms, FAQ accuracy floors
 	$(PY) -m bot evaluate tests/heldout/risk_cases.yml $(RISK_GATE) --json results/risk_eval.json
 	$(PY) -m bot evaluate tests/heldout/risk_cases_v2.yml $(RISK_GATE) --json results/risk_eval_v2.json
 	$(PY) -m bot evaluate tests/heldout/faq_cases.yml $(FAQ_GATE) --min-faq-accuracy 0.90 --json results/faq_eval.json
 	$(PY) -m bot evaluate tests/heldout/faq_cases_fresh.yml $(FAQ_GATE) --min-faq-accuracy 0.90 \
 		--json results/faq_eval_fresh.json
-	@# v2 is the newest fresh set (eight more topics); 90.8% today, the aim is 95%.
-	$(PY) -m bot evaluate tests/heldout/faq_cases_v2.yml $(FAQ_GATE) --min-faq-accuracy 0.90 --json results/faq_eval_v2.json
+	@# v2 is the newest fresh set (all 28 topics): 95.2% today; the floor leaves room for retraining noise.
+	$(PY) -m bot evaluate tests/heldout/faq_cases_v2.yml $(FAQ_GATE) --min-faq-accuracy 0.93 --json results/faq_eval_v2.json
 
 test: install train lint validate pytest stories evaluate ## Everything CI runs
 	@echo "All checks passed."
