@@ -133,9 +133,9 @@ class EscalationRecorder:
         """Withdraw the contact of the conversation's open escalation (spool first, then database)."""
         return self._contact(ContactRequest(conversation_id, None, None, entry_id=uuid.uuid4().hex))
 
-    def close(self) -> None:
-        """Stop the database thread pool and release the store's connections."""
-        self._executor.shutdown(wait=False)
+    def close(self, wait: bool = False) -> None:
+        """Stop the database thread pool (with `wait`, after its last write) and release the store's connections."""
+        self._executor.shutdown(wait=wait)
         with self._lock:
             if self._store is not None:
                 self._store.close()

@@ -450,7 +450,7 @@ def test_recorder_answers_from_the_spool_when_the_database_hangs(
     outcome = recorder.record(request())
     spooled = list((tmp_path / "spool").glob("*.json"))
     release.set()
-    recorder.close()
+    recorder.close(wait=True)  # the late write finishes before the schema is dropped
 
     assert outcome == RecordOutcome(durable=True, escalation_id=None)
     assert len(spooled) == 1
